@@ -1,0 +1,3 @@
+from ggtqc.cli import main
+
+main()

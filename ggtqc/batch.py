@@ -1,0 +1,118 @@
+"""Batches of decoded pairs, and the loader that decodes them in background threads.
+
+Decoding (Pillow, OpenCV and NumPy release the GIL while they work) runs in a thread pool
+a few batches ahead of scoring, so the cores, or the GPU, stay busy.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ggtqc.images import DecodeError, DecodeLimits, decode_image
+from ggtqc.pairs import Pair
+
+
+@dataclass
+class Batch:
+    """Decoded pairs handed to each filter's ``score``.
+
+    ``lq[i]`` and ``hq[i]`` are RGB ``uint8`` arrays of shape ``(H, W, 3)``; sizes vary
+    within a batch. ``cache`` is shared by all filters scoring this batch, so one filter
+    can reuse what another computed (embeddings, downsampled planes); key it by filter.
+    """
+
+    ids: list[str]
+    lq: list[np.ndarray]
+    hq: list[np.ndarray]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, indices: list[int]) -> Batch:
+        """The pairs at ``indices``; the cache is not carried over."""
+        return Batch(
+            [self.ids[i] for i in indices],
+            [self.lq[i] for i in indices],
+            [self.hq[i] for i in indices],
+            self.device,
+        )
+
+    def lq_tensor(self, i: int) -> torch.Tensor:
+        """Pair ``i``'s LQ as a ``uint8`` ``[3, H, W]`` tensor on the batch's device."""
+        return _chw(self.lq[i], self.device)
+
+    def hq_tensor(self, i: int) -> torch.Tensor:
+        return _chw(self.hq[i], self.device)
+
+    def same_shape_groups(self) -> list[list[int]]:
+        """Indices grouped by (LQ shape, HQ shape), for kernels that stack pairs."""
+        groups: dict[tuple, list[int]] = {}
+        for i, (lq, hq) in enumerate(zip(self.lq, self.hq)):
+            groups.setdefault((lq.shape, hq.shape), []).append(i)
+        return list(groups.values())
+
+
+def _chw(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(image).to(device, non_blocking=True).permute(2, 0, 1)
+
+
+@dataclass
+class LoadedPair:
+    pair: Pair
+    lq: np.ndarray | None = None
+    hq: np.ndarray | None = None
+    error: str | None = None
+
+
+def load_pair(pair: Pair, limits: DecodeLimits) -> LoadedPair:
+    if pair.error:
+        return LoadedPair(pair, error=pair.error)
+    images = {}
+    errors = []
+    for side, path in (("lq", pair.lq), ("hq", pair.hq)):
+        try:
+            images[side] = decode_image(path, limits)
+        except DecodeError as e:
+            errors.append(f"{side}: {e}")
+    if errors:
+        return LoadedPair(pair, error="; ".join(errors))
+    return LoadedPair(pair, images["lq"], images["hq"])
+
+
+def load_batches(
+    pairs: Iterable[Pair],
+    batch_size: int,
+    limits: DecodeLimits,
+    workers: int,
+    prefetch: int = 2,
+) -> Iterator[list[LoadedPair]]:
+    """Yield lists of decoded pairs in input order, decoding ``prefetch`` batches ahead."""
+    chunks = _chunks(pairs, batch_size)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ggtqc-decode") as pool:
+        pending: deque[list[Future[LoadedPair]]] = deque()
+        for chunk in chunks:
+            pending.append([pool.submit(load_pair, pair, limits) for pair in chunk])
+            if len(pending) > prefetch:
+                yield [f.result() for f in pending.popleft()]
+        while pending:
+            yield [f.result() for f in pending.popleft()]
+
+
+def _chunks(items: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
+    chunk: list[Pair] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

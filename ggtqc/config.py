@@ -1,0 +1,105 @@
+"""Threshold and option overrides from a TOML file (``--config qc.toml``).
+
+One table per filter. Keys are the filter's options; the sub-table ``thresholds`` maps
+field names to numbers, or to ``false`` to record a field without deciding on it::
+
+    [resolution]
+    expected_scale = 2
+
+    [resolution.thresholds]
+    hq_short_side = 512
+    aspect_error = false
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ggtqc.filters import Filter
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A bad config file, key or value; the message names it."""
+
+
+@dataclass
+class FilterConfig:
+    settings: dict[str, bool | int | float | str] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+
+
+def load_config(path: Path | None, filters: dict[str, type[Filter]]) -> dict[str, FilterConfig]:
+    """Overrides for each filter in ``filters``, validated against what it declares."""
+    configs = {name: FilterConfig() for name in filters}
+    if path is None:
+        return configs
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    for name, table in data.items():
+        if name not in filters:
+            raise ConfigError(f"{path}: {_unknown('filter', name, filters)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{name}' must be a table ([{name}])")
+        configs[name] = _filter_config(path, name, table, filters[name])
+    return configs
+
+
+def _filter_config(path: Path, name: str, table: dict, cls: type[Filter]) -> FilterConfig:
+    config = FilterConfig()
+    for key, value in table.items():
+        if key == "thresholds":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: '{name}.thresholds' must be a table ([{name}.thresholds])")
+            fields = {f.name: f for f in cls.fields}
+            for field_name, threshold in value.items():
+                where = f"{name}.thresholds.{field_name}"
+                if field_name not in fields:
+                    raise ConfigError(f"{path}: {_unknown(f'field of {name}', field_name, fields)}")
+                if threshold is False:
+                    config.thresholds[field_name] = None
+                elif _is_number(threshold) and math.isfinite(threshold):
+                    config.thresholds[field_name] = float(threshold)
+                else:
+                    raise ConfigError(f"{path}: {where} = {threshold!r}; give a number, or false to record only")
+            continue
+        if key not in cls.options:
+            known = dict(cls.options, thresholds=None)
+            raise ConfigError(f"{path}: {_unknown(f'option of {name}', key, known)}")
+        config.settings[key] = _check_option(path, f"{name}.{key}", value, cls.options[key])
+    return config
+
+
+def _check_option(path: Path, where: str, value: object, default: object) -> bool | int | float | str:
+    expected = type(default)
+    if expected is float and _is_number(value):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected in (bool, str) and isinstance(value, expected):
+        return value
+    raise ConfigError(f"{path}: {where} = {value!r}; expected {expected.__name__} like the default {default!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unknown(kind: str, name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(known)) or 'none'})"

@@ -1,0 +1,85 @@
+"""The filter contract: what a filter declares, and what it returns.
+
+A filter *scores*; the host *decides*. A filter declares its score fields, each with the
+direction that is better and a default threshold, and returns one number per pair per
+field. The host applies thresholds (defaults, or overrides from ``--config``), writes
+verdicts and reasons, and records thresholds and versions next to the results.
+
+A score of NaN means "not measured for this pair" (for example an option that does not
+apply); it is written as ``null`` and never decides a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+    from ggtqc.batch import Batch
+
+
+@dataclass(frozen=True)
+class Field:
+    """One number a filter computes per pair."""
+
+    name: str
+    better: Literal["higher", "lower"]
+    threshold: float | None
+    """Default threshold; ``None`` records the score without deciding on it."""
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"field {self.name!r}: better must be 'higher' or 'lower', not {self.better!r}")
+
+    def fails(self, value: float, threshold: float | None) -> bool:
+        if threshold is None or math.isnan(value):
+            return False
+        return value < threshold if self.better == "higher" else value > threshold
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A file a filter needs before it can run, and where it was looked for."""
+
+    description: str
+    searched: tuple[Path, ...]
+    found: Path | None = None
+
+
+class Filter:
+    """Base class of every filter, built-in or third-party.
+
+    Subclasses set the class attributes and implement :meth:`score`. Options are keyword
+    arguments whose defaults live in ``options``; the host passes the configured values.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    fields: ClassVar[tuple[Field, ...]]
+    options: ClassVar[Mapping[str, bool | int | float | str]] = {}
+    gpu: ClassVar[Literal["unused", "optional", "required"]] = "unused"
+    cost: ClassVar[float] = 1.0
+    """Relative cost per pair; the host runs cheap filters first."""
+
+    def __init__(self, **settings: bool | int | float | str) -> None:
+        unknown = sorted(set(settings) - set(self.options))
+        if unknown:
+            raise ValueError(f"filter {self.name!r} has no option {unknown[0]!r}")
+        self.settings = {**self.options, **settings}
+
+    def weights(self) -> Sequence[WeightFile]:
+        """The model files this filter needs. Called before any work; never downloads."""
+        return ()
+
+    def setup(self, device: torch.device) -> None:
+        """Load models onto ``device``. Called once, after :meth:`weights` found everything."""
+
+    def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
+        """Return ``{field name: one number per pair in batch}``."""
+        raise NotImplementedError

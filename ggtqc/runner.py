@@ -1,0 +1,200 @@
+"""The batched runner: load → score → decide → write, one batch at a time.
+
+Filters run cheap first. Unless ``all_scores`` is set, a pair rejected by one filter is
+not scored by the later ones. A filter that raises on a batch is retried pair by pair, so
+only the pairs it really fails on become ``error`` rows, each naming the filter.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ggtqc.batch import Batch, LoadedPair, load_batches
+from ggtqc.filters import Filter
+from ggtqc.host import FilterEntry, PluginError
+from ggtqc.images import DecodeLimits
+from ggtqc.pairs import Pair
+from ggtqc.results import ResultsLog
+
+
+@dataclass
+class Stage:
+    """A configured filter in the run, with its thresholds and this run's timing."""
+
+    filter: Filter
+    entry: FilterEntry
+    thresholds: dict[str, float | None]
+    seconds: float = 0.0
+    pairs: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.filter.name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.filter.version,
+            "plugin": self.entry.plugin,
+            "package": self.entry.package,
+            "settings": dict(sorted(self.filter.settings.items())),
+            "thresholds": {f.name: self.thresholds[f.name] for f in self.filter.fields},
+            "better": {f.name: f.better for f in self.filter.fields},
+        }
+
+
+@dataclass
+class RunOptions:
+    batch_size: int = 16
+    workers: int = 2
+    all_scores: bool = False
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PluginError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def check_ready(stages: Sequence[Stage], device: torch.device) -> None:
+    """Fail before any work if a filter cannot run: missing weights or no GPU."""
+    problems: list[tuple[str, str]] = []
+    for stage in stages:
+        if stage.filter.gpu == "required" and device.type != "cuda":
+            problems.append((stage.name, f"needs a GPU, and the run is on {device}"))
+        for weight in stage.filter.weights():
+            if weight.found is None:
+                places = ", ".join(str(p) for p in weight.searched) or "nowhere"
+                problems.append((stage.name, f"{weight.description} not found (looked in: {places})"))
+    if problems:
+        lines = "\n".join(f"  - {name}: {text}" for name, text in problems)
+        exclude = ",".join(f"-{name}" for name in dict.fromkeys(name for name, _ in problems))
+        raise PluginError(
+            f"these filters cannot run:\n{lines}\nexclude them with --plugins all,{exclude} "
+            "or provide what they need ('ggtqc plugins' lists each filter's needs)"
+        )
+
+
+def run(
+    pairs: Sequence[Pair],
+    stages: Sequence[Stage],
+    log: ResultsLog,
+    options: RunOptions,
+    device: torch.device,
+    on_batch: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
+) -> None:
+    todo = [p for p in pairs if p.id not in log.done]
+    for stage in stages:
+        stage.filter.setup(device)
+    for loaded in load_batches(todo, options.batch_size, options.limits, options.workers):
+        rows = score_batch(loaded, stages, options.all_scores, device)
+        log.append(rows)
+        on_batch(rows)
+
+
+def score_batch(
+    loaded: list[LoadedPair], stages: Sequence[Stage], all_scores: bool, device: torch.device
+) -> list[dict[str, Any]]:
+    rows = [_row(item) for item in loaded]
+    decoded = [i for i, item in enumerate(loaded) if item.error is None]
+    batch = Batch(
+        [loaded[i].pair.id for i in decoded],
+        [loaded[i].lq for i in decoded],
+        [loaded[i].hq for i in decoded],
+        device,
+    )
+    for stage in stages:
+        todo = [j for j, i in enumerate(decoded) if _still_scored(rows[i], all_scores)]
+        if not todo:
+            continue
+        started = time.perf_counter()
+        for j, scores in _score(stage, batch, todo):
+            row = rows[decoded[j]]
+            if isinstance(scores, str):
+                row["verdict"] = "error"
+                row["reasons"].append(scores)
+                continue
+            row["scores"][stage.name] = {k: (v if math.isfinite(v) else None) for k, v in scores.items()}
+            for f in stage.filter.fields:
+                threshold = stage.thresholds[f.name]
+                if f.fails(scores[f.name], threshold):
+                    sign = "<" if f.better == "higher" else ">"
+                    row["verdict"] = "reject"
+                    row["failed"].append(f"{stage.name}.{f.name}")
+                    row["reasons"].append(f"{stage.name}.{f.name} {scores[f.name]:.4g} {sign} {threshold:.4g}")
+        stage.seconds += time.perf_counter() - started
+        stage.pairs += len(todo)
+    for row in rows:
+        if row["verdict"] == "pending":
+            row["verdict"] = "accept"
+        if row["verdict"] != "reject":
+            del row["failed"]
+    return rows
+
+
+def _still_scored(row: dict[str, Any], all_scores: bool) -> bool:
+    return row["verdict"] == "pending" or (all_scores and row["verdict"] == "reject")
+
+
+def _row(item: LoadedPair) -> dict[str, Any]:
+    pair = item.pair
+    return {
+        "id": pair.id,
+        "lq": pair.relative(pair.lq),
+        "hq": pair.relative(pair.hq),
+        "verdict": "error" if item.error else "pending",
+        "reasons": [item.error] if item.error else [],
+        "failed": [],
+        "scores": {},
+    }
+
+
+def _score(stage: Stage, batch: Batch, todo: list[int]):
+    """Yield ``(index, {field: value})`` for each pair in ``todo``, or ``(index, reason)``.
+
+    A failing batch is retried pair by pair to find the pairs that really fail.
+    """
+    sub = batch if len(todo) == len(batch) else batch.subset(todo)
+    sub.cache = batch.cache
+    try:
+        yield from zip(todo, _checked(stage, sub))
+        return
+    except Exception as e:
+        if len(todo) == 1:
+            yield todo[0], f"filter {stage.name} failed: {type(e).__name__}: {_first_line(e)}"
+            return
+    for j in todo:
+        yield from _score(stage, batch, [j])
+
+
+def _checked(stage: Stage, batch: Batch) -> list[dict[str, float]]:
+    """Call the filter and check that it kept the contract."""
+    out = stage.filter.score(batch)
+    if not isinstance(out, Mapping):
+        raise TypeError(f"score() returned {type(out).__name__}, not a mapping of field -> values")
+    expected = {f.name for f in stage.filter.fields}
+    if set(out) != expected:
+        raise KeyError(f"score() returned fields {sorted(out)}, declared {sorted(expected)}")
+    columns = {}
+    for name, values in out.items():
+        if isinstance(values, torch.Tensor):
+            values = values.detach().to("cpu", torch.float64)
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+        if array.shape[0] != len(batch):
+            raise ValueError(f"score() returned {array.shape[0]} values of {name!r} for {len(batch)} pairs")
+        columns[name] = array.tolist()
+    return [{name: columns[name][k] for name in columns} for k in range(len(batch))]
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""

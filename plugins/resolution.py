@@ -1,0 +1,51 @@
+"""``resolution``: sizes and shapes that make a usable training pair.
+
+Scores come from image sizes alone:
+- ``lq_short_side``, ``hq_short_side``: shorter side in pixels (too small to train on?);
+- ``hq_long_side``: longer side of HQ (absurdly large outputs);
+- ``scale``: HQ size over LQ size on the tighter axis; below 1 the HQ is smaller than LQ;
+- ``aspect_error``: ``|ln(aspect HQ / aspect LQ)|``, 0 when the shapes match; 0.02 is
+  about a 2% stretch or crop;
+- ``scale_error``: relative distance of ``scale`` from ``expected_scale`` when that option
+  is set (2 for 2x super-resolution, say); not measured otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ggtqc import Field, Filter, hookimpl
+
+
+class Resolution(Filter):
+    name = "resolution"
+    version = "1"
+    cost = 0.0
+    fields = (
+        Field("lq_short_side", "higher", 64, "shorter LQ side, px"),
+        Field("hq_short_side", "higher", 256, "shorter HQ side, px"),
+        Field("hq_long_side", "lower", 8192, "longer HQ side, px"),
+        Field("scale", "higher", 1.0, "HQ/LQ size ratio on the tighter axis"),
+        Field("aspect_error", "lower", 0.02, "|ln(aspect HQ / aspect LQ)|"),
+        Field("scale_error", "lower", 0.01, "|scale - expected_scale| / expected_scale"),
+    )
+    options = {"expected_scale": 0.0}
+
+    def score(self, batch):
+        expected = float(self.settings["expected_scale"])
+        columns = {f.name: [] for f in self.fields}
+        for lq, hq in zip(batch.lq, batch.hq):
+            (lh, lw), (hh, hw) = lq.shape[:2], hq.shape[:2]
+            scale = min(hh / lh, hw / lw)
+            columns["lq_short_side"].append(min(lh, lw))
+            columns["hq_short_side"].append(min(hh, hw))
+            columns["hq_long_side"].append(max(hh, hw))
+            columns["scale"].append(scale)
+            columns["aspect_error"].append(abs(math.log((hw / hh) / (lw / lh))))
+            columns["scale_error"].append(abs(scale - expected) / expected if expected > 0 else math.nan)
+        return columns
+
+
+@hookimpl
+def ggtqc_register_filters(register):
+    register(Resolution)

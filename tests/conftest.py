@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+REPO = Path(__file__).resolve().parents[1]
+GGTQC = Path(sys.executable).with_name("ggtqc")
+
+
+def photos() -> list[np.ndarray]:
+    """Real public-domain photos bundled with scikit-image, RGB uint8."""
+    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.immunohistochemistry()]
+
+
+def save_rgb(path: Path, image: np.ndarray, **params: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = [v for item in params.items() for v in (getattr(cv2, item[0]), item[1])]
+    assert cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]), flags)
+    return path
+
+
+def make_pair_folder(root: Path, count: int, seed: int = 0) -> list[str]:
+    """``count`` faithful pairs cut from real photos, in varied sizes and formats."""
+    rng = np.random.default_rng(seed)
+    sources = photos()
+    extensions = [".png", ".jpg", ".webp", ".bmp", ".tif"]
+    ids = []
+    for k in range(count):
+        photo = sources[k % len(sources)]
+        h = int(rng.integers(96, min(photo.shape[0], 320)))
+        w = int(rng.integers(96, min(photo.shape[1], 320)))
+        y = int(rng.integers(0, photo.shape[0] - h + 1))
+        x = int(rng.integers(0, photo.shape[1] - w + 1))
+        hq = photo[y : y + h, x : x + w]
+        lq = cv2.GaussianBlur(hq, (0, 0), 1.0)
+        pair_id = f"group{k % 3}/{k:04d}"
+        save_rgb(root / "lq" / (pair_id + extensions[k % 5]), lq)
+        save_rgb(root / "hq" / (pair_id + extensions[(k + 2) % 5]), hq)
+        ids.append(pair_id)
+    return ids
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(GGTQC), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300
+    )
+
+
+def read_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """The test plugin package, installed for real with pip into its own folder."""
+    target = tmp_path_factory.mktemp("site")
+    source = shutil.copytree(REPO / "tests" / "plugin_package", tmp_path_factory.mktemp("src") / "pkg")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return target
+
+
+@pytest.fixture()
+def plugin_env(plugin_site: Path) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))}
