@@ -2,8 +2,8 @@
 
     python examples/make_pairs.py
 
-LQ images carry a degradation of one of the groups (mixed, haze, low-light, old photo,
-rain); faithful HQ targets are the clean photos (some at 2x). A few targets carry a
+LQ images carry a degradation of one of the six groups (mixed, rain, haze, snow,
+low-light, old photo); faithful HQ targets are the clean photos (some at 2x). A few targets carry a
 planted fault, one file is truncated and one LQ has no HQ, so that
 ``ggtqc filter examples/pairs`` shows every verdict.
 """
@@ -64,6 +64,15 @@ def rain(image):
     return np.clip(image * (1 - 0.5 * streaks) + 230 * 0.5 * streaks, 0, 255).astype(np.uint8)
 
 
+def snow(image):
+    flakes = np.zeros(image.shape[:2], np.float32)
+    for y, x, r in zip(rng.integers(0, image.shape[0], 400), rng.integers(0, image.shape[1], 400), rng.integers(1, 4, 400)):
+        cv2.circle(flakes, (int(x), int(y)), int(r), 1.0, -1)
+    flakes = cv2.GaussianBlur(flakes, (0, 0), 1.0)[..., None]
+    veil = image * 0.85 + 255 * 0.15
+    return np.clip(veil * (1 - flakes) + 250 * flakes, 0, 255).astype(np.uint8)
+
+
 def save(path: Path, image: np.ndarray, quality: int = 85) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".png":
@@ -90,6 +99,8 @@ def main() -> None:
     save(hq / "oldphoto/chelsea.webp", resize(chelsea, 768, 512))  # 2x
     save(lq / "rain/astronaut_face.jpg", rain(astronaut[40:296, 140:396]))
     save(hq / "rain/astronaut_face.jpg", astronaut[40:296, 140:396])
+    save(lq / "snow/coffee_cup.jpg", snow(coffee[:320, 200:600]))
+    save(hq / "snow/coffee_cup.jpg", coffee[:320, 200:600])
 
     # Planted faults.
     save(lq / "fault/small_target.jpg", mixed(resize(coffee, 384, 256)))

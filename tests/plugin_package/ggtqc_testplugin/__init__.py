@@ -1,10 +1,12 @@
 """A third-party plugin as a user would write one; the tests install it with pip."""
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
-from ggtqc import Field, Filter, hookimpl
+from ggtqc import Field, Filter, WeightFile, hookimpl
 
 
 class MeanGap(Filter):
@@ -21,6 +23,23 @@ class MeanGap(Filter):
         return {"gap": [abs(float(np.mean(h)) - float(np.mean(l))) for l, h in zip(batch.lq, batch.hq)]}
 
 
+class Learned(Filter):
+    """Needs a model file it cannot find unless GGTQC_TESTPLUGIN_MODEL points at one."""
+
+    name = "learned"
+    version = "1"
+    cost = 10.0
+    fields = (Field("p", "higher", 0.5),)
+
+    def weights(self):
+        path = Path(os.environ.get("GGTQC_TESTPLUGIN_MODEL", "/nonexistent/learned.pt"))
+        return [WeightFile("learned.pt", (path,), path if path.is_file() else None)]
+
+    def score(self, batch):
+        return {"p": [1.0] * len(batch)}
+
+
 @hookimpl
 def ggtqc_register_filters(register):
     register(MeanGap)
+    register(Learned)

@@ -1,0 +1,215 @@
+"""The CLI as a user runs it: the installed ``ggtqc`` command in a subprocess."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import GGTQC, REPO, make_pair_folder, photos, read_rows, run_cli, save_rgb
+
+EXAMPLES = REPO / "examples" / "pairs"
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_sample_pairs_show_every_verdict(tmp_path):
+    before = fingerprint(EXAMPLES)
+    result = run_cli("filter", str(EXAMPLES), "--plugins", "all", "--out", str(tmp_path / "qc"))
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
+    assert rows["mixed/astronaut"]["verdict"] == "accept"
+    assert rows["mixed/astronaut"]["scores"]["resolution"]["scale"] == 2.0
+    assert rows["fault/small_target"]["verdict"] == "reject"
+    assert "resolution.scale 0.5 < 1" in rows["fault/small_target"]["reasons"]
+    assert rows["fault/stretched"]["failed"] == ["resolution.aspect_error"]
+    assert rows["broken/truncated"] == {
+        "id": "broken/truncated", "lq": "lq/broken/truncated.jpg", "hq": "hq/broken/truncated.png",
+        "verdict": "error", "reasons": ["hq: truncated file"], "scores": {},
+    }  # fmt: skip
+    assert rows["broken/no_target"]["reasons"] == ["unpaired: no HQ file for this LQ in hq/"]
+    summary = json.loads((tmp_path / "qc" / "summary.json").read_text())
+    assert summary["pairs"] == len(rows) == 12
+    assert summary["filters"]["resolution"]["thresholds"]["hq_short_side"] == 256
+    assert summary["filters"]["resolution"]["version"] == "1"
+    assert f"{len(rows)} pairs:" in result.stdout
+    assert fingerprint(EXAMPLES) == before  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["filter", "EXAMPLES", "--batchsize", "4"], "No such option '--batchsize'. Did you mean '--batch-size'?"),
+        (["filter", "EXAMPLES", "--plugins", "all,-resolutoin"], "unknown filter 'resolutoin'; did you mean 'resolution'"),
+        (["filter", "EXAMPLES", "--device", "tpu"], "'tpu' is not one of"),
+        (["filter", "EXAMPLES", "--batch-size", "0"], "--batch-size"),
+        (["filter", "MISSING"], "does not exist"),
+        (["filter"], "give either a PAIRS folder or --pairs-file"),
+        (["filter", "EXAMPLES", "--config", "BADCONFIG"], "unknown option of resolution 'min_side'"),
+        (["filter", "EXAMPLES", "--config", "MISSING"], "config file"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    (tmp_path / "bad.toml").write_text("[resolution]\nmin_side = 512\n")
+    swap = {"EXAMPLES": str(EXAMPLES), "MISSING": str(tmp_path / "missing"), "BADCONFIG": str(tmp_path / "bad.toml")}
+    result = run_cli(*[swap.get(a, a) for a in args], "--out", str(tmp_path / "qc"))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "qc" / "results.jsonl").exists()
+
+
+def test_changed_configuration_refuses_to_resume_until_fresh(tmp_path):
+    out = str(tmp_path / "qc")
+    assert run_cli("filter", str(EXAMPLES), "-q", "--out", out).returncode == 0
+    (tmp_path / "qc.toml").write_text("[resolution.thresholds]\nhq_short_side = 512\n")
+    changed = run_cli("filter", str(EXAMPLES), "-q", "--out", out, "--config", str(tmp_path / "qc.toml"))
+    assert changed.returncode == 2 and "rerun with --fresh" in changed.stderr
+    fresh = run_cli("filter", str(EXAMPLES), "-q", "--out", out, "--config", str(tmp_path / "qc.toml"), "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
+    assert rows["haze/coffee"]["reasons"] == ["resolution.hq_short_side 256 < 512"]
+    assert len(rows) == 12
+
+
+def test_pairs_file_and_export(tmp_path):
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"lq": str(EXAMPLES / "lq/mixed/astronaut.jpg"), "hq": str(EXAMPLES / "hq/mixed/astronaut.jpg"), "id": "astro"}) + "\n"
+        + json.dumps({"lq": str(EXAMPLES / "lq/fault/small_target.jpg"), "hq": str(EXAMPLES / "hq/fault/small_target.jpg")}) + "\n"
+    )  # fmt: skip
+    export = tmp_path / "clean"
+    result = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "--out", str(tmp_path / "qc"), "--export", str(export))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.relative_to(export).as_posix() for p in export.rglob("*.jpg")) == ["hq/astro.jpg", "lq/astro.jpg"]
+    assert (export / "hq/astro.jpg").read_bytes() == (EXAMPLES / "hq/mixed/astronaut.jpg").read_bytes()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("keep me")
+    refused = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "--out", str(tmp_path / "qc"), "--export", str(tmp_path / "other"))
+    assert refused.returncode == 2 and "not empty" in refused.stderr
+    assert (tmp_path / "other" / "mine.txt").read_text() == "keep me"
+
+
+def test_plugins_listing_shows_builtins_with_source():
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = {f["name"]: f for f in json.loads(result.stdout)["filters"]}
+    resolution = listing["resolution"]
+    assert resolution["package"].startswith("ggtqc ") and resolution["gpu"] == "unused" and resolution["weights"] == []
+    assert {"name": "scale", "better": "higher", "threshold": 1.0, "help": "HQ/LQ size ratio on the tighter axis"} in resolution["fields"]
+    table = run_cli("plugins").stdout
+    assert "resolution 1  (ggtqc" in table and "aspect_error" in table
+
+
+def test_third_party_plugin_installed_with_pip_is_found_and_runs(tmp_path, plugin_env):
+    listing = json.loads(run_cli("plugins", "--json", env=plugin_env).stdout)
+    names = {f["name"]: f for f in listing["filters"]}
+    assert names["meangap"]["package"] == "ggtqc-testplugin 0.3.0"
+    assert names["meangap"]["plugin"] == "testplugin"
+    assert names["learned"]["weights"] == ["learned.pt"]
+
+    # Missing weights stop the run before any work, naming the file, where it was looked for, and the way out.
+    blocked = run_cli("filter", str(EXAMPLES), "--out", str(tmp_path / "qc"), env=plugin_env)
+    assert blocked.returncode == 2
+    assert "learned: learned.pt not found (looked in: /nonexistent/learned.pt)" in blocked.stderr
+    assert "--plugins all,-learned" in blocked.stderr
+    assert not (tmp_path / "qc" / "results.jsonl").exists()
+
+    result = run_cli("filter", str(EXAMPLES), "-q", "--plugins", "all,-learned", "--out", str(tmp_path / "qc"), env=plugin_env)
+    assert result.returncode == 0, result.stderr
+    rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
+    assert rows["mixed/astronaut"]["scores"]["meangap"]["gap"] >= 0
+    assert "meangap" not in rows["fault/small_target"]["scores"]  # rejected by the cheaper filter first
+    summary = json.loads((tmp_path / "qc" / "summary.json").read_text())
+    assert summary["filters"]["meangap"]["package"] == "ggtqc-testplugin 0.3.0"
+
+    model = tmp_path / "learned.pt"
+    model.write_bytes(b"weights")
+    ready = run_cli("filter", str(EXAMPLES), "-q", "--out", str(tmp_path / "qc2"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
+    assert ready.returncode == 0, ready.stderr
+
+
+def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
+    pairs = tmp_path / "pairs"
+    good = make_pair_folder(pairs, 110, seed=3)
+    photo = photos()[1][:300, :300]
+    broken = {
+        "bad/truncated": ("hq", lambda p: p.write_bytes(save_rgb(p.with_suffix(".tmp.png"), photo).read_bytes()[:2000]), ".png", "hq: truncated file"),
+        "bad/empty": ("lq", lambda p: p.write_bytes(b""), ".jpg", "lq: empty file"),
+        "bad/text": ("lq", lambda p: p.write_text("hello"), ".jpg", "lq: not an image"),
+        "bad/gif": ("hq", lambda p: Image.fromarray(photo).save(p, format="GIF"), ".png", "hq: unsupported format GIF"),
+        "bad/huge": ("hq", lambda p: save_rgb(p, cv2.resize(photo, (700, 700))), ".png", "hq: too many pixels"),
+    }
+    for pair_id, (side, write, suffix, _) in broken.items():
+        other = "lq" if side == "hq" else "hq"
+        save_rgb(pairs / other / f"{pair_id}.png", photo)
+        (pairs / side / pair_id).parent.mkdir(parents=True, exist_ok=True)
+        write(pairs / side / f"{pair_id}{suffix}")
+    for tmp in pairs.rglob("*.tmp.png"):
+        tmp.unlink()
+    save_rgb(pairs / "lq" / "bad/lonely_lq.png", photo)
+    save_rgb(pairs / "hq" / "bad/lonely_hq.png", photo)
+    before = fingerprint(pairs)
+
+    out = tmp_path / "qc"
+    args = ["filter", str(pairs), "-q", "--out", str(out), "--batch-size", "8", "--max-pixels", "400000"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    ids = [row["id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 110 + len(broken) + 2
+    by_id = {row["id"]: row for row in rows}
+    for pair_id, (_, _, _, reason) in broken.items():
+        assert by_id[pair_id]["verdict"] == "error" and by_id[pair_id]["reasons"][0].startswith(reason), by_id[pair_id]
+    assert "no HQ file" in by_id["bad/lonely_lq"]["reasons"][0] and "no LQ file" in by_id["bad/lonely_hq"]["reasons"][0]
+    assert all(by_id[i]["verdict"] in ("accept", "reject") for i in good)
+
+    log = (out / "results.jsonl").read_bytes()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert (out / "results.jsonl").read_bytes() == log  # a rerun adds no row
+    assert fingerprint(pairs) == before
+
+
+def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, plugin_env):
+    pairs = tmp_path / "pairs"
+    make_pair_folder(pairs, 60, seed=5)
+    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.1\n")
+    common = ["filter", str(pairs), "-q", "--plugins", "resolution,meangap", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4"]
+
+    reference = run_cli(*common, "--out", str(tmp_path / "ref"), env=plugin_env)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([str(GGTQC), *common, "--out", str(out)], env={**os.environ, **plugin_env})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log = out / "results.jsonl"
+        if log.exists() and log.read_text().count("\n") >= 12:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = read_rows(out)
+    assert 12 <= len(written) < 60, "the run was not killed mid-way"
+    with (out / "results.jsonl").open("a") as f:
+        f.write('{"id": "group0/00')  # as if killed inside a write
+
+    resumed = run_cli(*common, "--out", str(out), env=plugin_env)
+    assert resumed.returncode == 0, resumed.stderr
+    key = lambda row: row["id"]  # noqa: E731
+    assert sorted(read_rows(out), key=key) == sorted(read_rows(tmp_path / "ref"), key=key)
+    assert len(read_rows(out)) == 60
