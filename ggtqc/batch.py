@@ -23,8 +23,8 @@ from ggtqc.pairs import Pair
 class Batch:
     """Decoded pairs handed to each filter's ``score``.
 
-    ``lq[i]`` and ``hq[i]`` are RGB ``uint8`` arrays of shape ``(H, W, 3)``; sizes vary
-    within a batch. ``cache`` is shared by all filters scoring this batch, so one filter
+    ``lq[i]`` and ``hq[i]`` are read-only RGB ``uint8`` arrays of shape ``(H, W, 3)``;
+    sizes vary within a batch. ``cache`` is shared by all filters scoring this batch, so one filter
     can reuse what another computed (embeddings, downsampled planes); key it by filter.
     """
 
@@ -62,7 +62,8 @@ class Batch:
 
 
 def _chw(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(image).to(device, non_blocking=True).permute(2, 0, 1)
+    # Decoded arrays are read-only (filters share them), so the tensor gets its own copy.
+    return torch.tensor(image, device=device).permute(2, 0, 1)
 
 
 @dataclass

@@ -40,7 +40,7 @@ class DecodeLimits:
 
 
 def decode_image(path: str | os.PathLike[str], limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
-    """Read ``path`` as an RGB ``uint8`` array of shape ``(H, W, 3)``."""
+    """Read ``path`` as a read-only RGB ``uint8`` array of shape ``(H, W, 3)``."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -117,7 +117,9 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         # RGBA, LA, P, PA, CMYK, YCbCr, LAB...: Pillow's conversion to RGB drops alpha
         # without compositing, as documented above.
         rgb = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb.flags.writeable = False  # shared by every filter of a batch: nobody may change it
+    return rgb
 
 
 def _riff_truncated(data: bytes) -> bool:

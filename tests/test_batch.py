@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+
+from ggtqc.batch import Batch, load_batches
+from ggtqc.images import DecodeLimits
+from ggtqc.pairs import discover
+
+from conftest import make_pair_folder
+
+
+def test_tensors_groups_and_subsets():
+    rng = np.random.default_rng(0)
+    lq = [rng.integers(0, 256, shape, np.uint8) for shape in [(4, 6, 3), (5, 6, 3), (4, 6, 3)]]
+    hq = [rng.integers(0, 256, (2 * a.shape[0], 2 * a.shape[1], 3), np.uint8) for a in lq]
+    batch = Batch(["a", "b", "c"], lq, hq)
+    tensor = batch.hq_tensor(1)
+    assert tensor.shape == (3, 10, 12) and tensor.dtype == torch.uint8
+    np.testing.assert_array_equal(tensor.permute(1, 2, 0).numpy(), hq[1])
+    assert batch.same_shape_groups() == [[0, 2], [1]]
+    sub = batch.subset([2, 0])
+    assert sub.ids == ["c", "a"] and sub.lq[0] is lq[2] and len(sub) == 2
+
+
+def test_decoded_images_are_read_only_so_filters_cannot_corrupt_each_other(tmp_path):
+    make_pair_folder(tmp_path, 2)
+    [loaded] = load_batches(discover(tmp_path), 2, DecodeLimits(), workers=2)
+    with pytest.raises(ValueError):
+        loaded[0].lq[0, 0, 0] = 1
+
+
+@pytest.mark.parametrize("workers,batch_size", [(1, 1), (3, 4), (2, 64)])
+def test_loader_keeps_input_order_and_covers_every_pair(tmp_path, workers, batch_size):
+    ids = make_pair_folder(tmp_path, 11)
+    pairs = discover(tmp_path)
+    batches = list(load_batches(pairs, batch_size, DecodeLimits(), workers=workers, prefetch=2))
+    assert [len(b) for b in batches][:-1] == [batch_size] * (len(batches) - 1)
+    assert [item.pair.id for b in batches for item in b] == sorted(ids)
+    assert all(item.error is None and item.lq.shape[2] == 3 for b in batches for item in b)
