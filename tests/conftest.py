@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data
+
+# Triton kernels run in its interpreter on machines without a GPU. The variable must be set
+# before any kernel is defined, so before ggtqc.kernels is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 GGTQC = Path(sys.executable).with_name("ggtqc")
