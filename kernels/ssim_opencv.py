@@ -23,16 +23,9 @@ _TAPS = np.asarray(gaussian_window(), dtype=np.float32).reshape(-1, 1)
 
 def ssim_opencv(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMResult:
     g = geometry
-
-    def one(i: int):
-        return ssim_pair(_hwc(lq[i]), _hwc(hq[i]), g.factor, g.factor * g.scale, g.grid)
-
-    workers = max(1, min(torch.get_num_threads(), g.batch))
-    if workers == 1:
-        results = [one(i) for i in range(g.batch)]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(one, range(g.batch)))
+    results = ssim_pairs(
+        [_hwc(image) for image in lq], [_hwc(image) for image in hq], [g.factor] * g.batch, g.scale, g.grid
+    )
     ssim, structure, ssim_tiles, structure_tiles = zip(*results)
     tiles = g.grid is not None
     return SSIMResult(
@@ -41,6 +34,26 @@ def ssim_opencv(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMR
         torch.from_numpy(np.stack(ssim_tiles)) if tiles else None,
         torch.from_numpy(np.stack(structure_tiles)) if tiles else None,
     )
+
+
+def ssim_pairs(
+    lqs: list[np.ndarray], hqs: list[np.ndarray], factors: list[int], scale: int | list[int], grid: int | None = None
+) -> list[tuple[float, float, np.ndarray | None, np.ndarray | None]]:
+    """:func:`ssim_pair` over a list of pairs, in parallel threads (OpenCV releases the GIL).
+
+    Each pair may have its own factor and HQ scale; ``hqs[i]`` must be ``scale[i]`` times
+    ``lqs[i]`` exactly.
+    """
+    scales = scale if isinstance(scale, list) else [scale] * len(lqs)
+
+    def one(i: int):
+        return ssim_pair(lqs[i], hqs[i], factors[i], factors[i] * scales[i], grid)
+
+    workers = max(1, min(torch.get_num_threads(), len(lqs)))
+    if workers == 1:
+        return [one(i) for i in range(len(lqs))]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(len(lqs))))
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
@@ -56,21 +69,22 @@ def ssim_pair(
     x = pooled_luma(lq, lq_block, height, width)
     y = pooled_luma(hq, hq_block, height, width)
     ssim, structure = ssim_maps(x, y)
+    means = cv2.mean(ssim)[0], cv2.mean(structure)[0]  # accumulates in float64
     if grid is None:
-        return float(ssim.mean(dtype=np.float64)), float(structure.mean(dtype=np.float64)), None, None
-    return (
-        float(ssim.mean(dtype=np.float64)),
-        float(structure.mean(dtype=np.float64)),
-        tile_means(ssim, grid),
-        tile_means(structure, grid),
-    )
+        return *means, None, None
+    return *means, tile_means(ssim, grid), tile_means(structure, grid)
 
 
 def pooled_luma(image: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
-    """Luma of ``block x block`` means of an ``(H, W, 3)`` image, float32 ``(height, width)``."""
+    """Luma of ``block x block`` means of an ``(H, W, 3)`` image, minus 128, float32.
+
+    Centring on mid-grey leaves every covariance unchanged and keeps float32 moments of
+    bright or dark planes from cancelling.
+    """
     sums = block_sums(image[: height * block, : width * block], block)
-    matrix = np.asarray([LUMA], dtype=np.float32) / np.float32(block * block)
-    return cv2.transform(sums.astype(np.float32, copy=False), matrix)
+    matrix = np.asarray([[*LUMA, 0.0]], dtype=np.float64) / (block * block)
+    matrix[0, 3] = -128.0
+    return cv2.transform(sums.astype(np.float32, copy=False), matrix.astype(np.float32))
 
 
 def block_sums(image: np.ndarray, block: int) -> np.ndarray:
@@ -79,9 +93,9 @@ def block_sums(image: np.ndarray, block: int) -> np.ndarray:
         return image
     if block & (block - 1) == 0 and block <= 16:
         # Each halving by 2x area resize of 4*x yields exact 2x2 sums; 16*16*255 fits in uint16.
-        sums = image.astype(np.uint16)
+        sums = image
         while block > 1:
-            sums <<= 2
+            sums = np.multiply(sums, 4, dtype=np.uint16)
             sums = cv2.resize(sums, (sums.shape[1] // 2, sums.shape[0] // 2), interpolation=cv2.INTER_AREA)
             block //= 2
         return sums
@@ -90,25 +104,46 @@ def block_sums(image: np.ndarray, block: int) -> np.ndarray:
 
 
 def ssim_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Valid-region SSIM and structure maps, float32."""
-    x = x - np.float32(128)  # same covariances, less cancellation in float32
-    y = y - np.float32(128)
-    crop = (slice(RADIUS, -RADIUS), slice(RADIUS, -RADIUS))
+    """Valid-region SSIM and structure maps of two luma planes centred on 128, float32.
+
+    Written for few passes over memory: with centred means ``mx``, ``my`` the luminance
+    term's numerator is ``2 mx my + 256 (mx + my) + 2*128**2 + C1`` and its denominator
+    that plus ``(mx - my)**2``; the contrast-structure numerator ``2 cov + C2`` is twice
+    the structure numerator, since ``C2 = 2 C3``. The arithmetic runs on whole contiguous
+    planes (faster than on views) and the window-wide border is cropped at the end.
+    """
 
     def blur(plane):
-        return cv2.sepFilter2D(plane, cv2.CV_32F, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT)[crop]
+        return cv2.sepFilter2D(plane, cv2.CV_32F, _TAPS, _TAPS, borderType=cv2.BORDER_REFLECT)
 
     mx, my = blur(x), blur(y)
     xx, yy, xy = blur(x * x), blur(y * y), blur(x * y)
     mxy = mx * my
-    vx = xx - mx * mx
-    vy = yy - my * my
-    cov = xy - mxy
-    mx += 128
-    my += 128
-    ssim = (2 * mx * my + C1) * (2 * cov + C2) / ((mx * mx + my * my + C1) * (vx + vy + C2))
-    structure = (cov + np.float32(C3)) / (np.sqrt(np.maximum(vx, 0) * np.maximum(vy, 0)) + np.float32(C3))
-    return ssim.astype(np.float32, copy=False), structure.astype(np.float32, copy=False)
+    xy -= mxy  # covariance
+    xx -= cv2.multiply(mx, mx)  # variances
+    yy -= cv2.multiply(my, my)
+    lum_num = cv2.add(mx, my)
+    lum_num *= 256
+    lum_num += mxy
+    lum_num += mxy
+    lum_num += np.float32(2 * 128**2 + C1)
+    lum_den = cv2.subtract(mx, my)
+    lum_den *= lum_den
+    lum_den += lum_num
+    structure_num = xy
+    structure_num += np.float32(C3)  # the contrast-structure numerator is twice this
+    cs_den = cv2.add(xx, yy)
+    cs_den += np.float32(C2)
+    ssim = cv2.multiply(lum_num, structure_num, scale=2.0)
+    ssim /= lum_den
+    ssim /= cs_den
+    xx *= yy  # negative only through rounding of two near-zero variances
+    np.maximum(xx, 0, out=xx)
+    np.sqrt(xx, out=xx)
+    xx += np.float32(C3)
+    structure = cv2.divide(structure_num, xx)
+    crop = (slice(RADIUS, -RADIUS), slice(RADIUS, -RADIUS))
+    return ssim[crop], structure[crop]
 
 
 def tile_means(maps: np.ndarray, grid: int) -> np.ndarray:
