@@ -23,9 +23,8 @@ _TAPS = np.asarray(gaussian_window(), dtype=np.float32).reshape(-1, 1)
 
 def ssim_opencv(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMResult:
     g = geometry
-    results = ssim_pairs(
-        [_hwc(image) for image in lq], [_hwc(image) for image in hq], [g.factor] * g.batch, g.scale, g.grid
-    )
+    n = g.batch
+    results = ssim_pairs([_hwc(i) for i in lq], [_hwc(i) for i in hq], [g.factor] * n, [g.scale] * n, [g.grid] * n)
     ssim, structure, ssim_tiles, structure_tiles = zip(*results)
     tiles = g.grid is not None
     return SSIMResult(
@@ -37,17 +36,19 @@ def ssim_opencv(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMR
 
 
 def ssim_pairs(
-    lqs: list[np.ndarray], hqs: list[np.ndarray], factors: list[int], scale: int | list[int], grid: int | None = None
+    lqs: list[np.ndarray],
+    hqs: list[np.ndarray],
+    factors: list[int],
+    scales: list[int],
+    grids: list[int | None],
 ) -> list[tuple[float, float, np.ndarray | None, np.ndarray | None]]:
-    """:func:`ssim_pair` over a list of pairs, in parallel threads (OpenCV releases the GIL).
+    """:func:`ssim_pair` over pairs of any sizes, in parallel threads (OpenCV releases the GIL).
 
-    Each pair may have its own factor and HQ scale; ``hqs[i]`` must be ``scale[i]`` times
-    ``lqs[i]`` exactly.
+    ``hqs[i]`` must be exactly ``scales[i]`` times ``lqs[i]``.
     """
-    scales = scale if isinstance(scale, list) else [scale] * len(lqs)
 
     def one(i: int):
-        return ssim_pair(lqs[i], hqs[i], factors[i], factors[i] * scales[i], grid)
+        return ssim_pair(lqs[i], hqs[i], factors[i], factors[i] * scales[i], grids[i])
 
     workers = max(1, min(torch.get_num_threads(), len(lqs)))
     if workers == 1:

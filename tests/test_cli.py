@@ -36,6 +36,11 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     assert rows["fault/small_target"]["verdict"] == "reject"
     assert "resolution.scale 0.5 < 1" in rows["fault/small_target"]["reasons"]
     assert rows["fault/stretched"]["failed"] == ["resolution.aspect_error"]
+    for fault in ("fault/mirrored", "fault/wrong_image"):
+        assert rows[fault]["verdict"] == "reject" and "ssim.structure" in rows[fault]["failed"]
+    for honest in ("mixed/astronaut", "haze/coffee", "lowlight/rocket", "oldphoto/chelsea", "rain/astronaut_face", "snow/coffee_cup"):
+        assert rows[honest]["verdict"] == "accept", rows[honest]
+        assert rows[honest]["scores"]["ssim"]["structure"] >= 0.6
     assert rows["broken/truncated"] == {
         "id": "broken/truncated", "lq": "lq/broken/truncated.jpg", "hq": "hq/broken/truncated.png",
         "verdict": "error", "reasons": ["hq: truncated file"], "scores": {},
@@ -45,6 +50,7 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     assert summary["pairs"] == len(rows) == 12
     assert summary["filters"]["resolution"]["thresholds"]["hq_short_side"] == 256
     assert summary["filters"]["resolution"]["version"] == "1"
+    assert list(summary["filters"]) == ["resolution", "ssim"]  # cheap first
     assert f"{len(rows)} pairs:" in result.stdout
     assert fingerprint(EXAMPLES) == before  # inputs untouched
 
