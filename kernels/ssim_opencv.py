@@ -50,11 +50,20 @@ def ssim_pairs(
     def one(i: int):
         return ssim_pair(lqs[i], hqs[i], factors[i], factors[i] * scales[i], grids[i])
 
-    workers = max(1, min(torch.get_num_threads(), len(lqs)))
-    if workers == 1:
+    if len(lqs) == 1 or torch.get_num_threads() == 1:
         return [one(i) for i in range(len(lqs))]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, range(len(lqs))))
+    return list(_pool().map(one, range(len(lqs))))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool per thread count: starting threads on every call costs more than a pair."""
+    workers = torch.get_num_threads()
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ggtqc-ssim")
+    return _POOLS[workers]
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:

@@ -1,5 +1,7 @@
 """The downsampled SSIM against skimage (the peer library) and a float64 reference."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -116,7 +118,8 @@ def test_structure_ignores_brightness_and_contrast_changes_that_ssim_punishes():
     assert result.structure.item() > 0.95
 
 
-# Triton runs through its interpreter here (tiny shapes): correctness only.
+# Triton runs on a GPU where there is one, else through its interpreter (tiny shapes).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TRITON_CASES = [
     ((40, 52), 1, 1, None),
     ((37, 29), 2, 1, 2),
@@ -134,15 +137,16 @@ def test_triton_kernel_matches_float64_reference(size, scale, factor, grid):
     lq = np.stack([degrade(h, scale, kind, rng) for h, kind in zip(hq, ["noise", "mirror"])])
     lq_t, hq_t = torch.from_numpy(lq).permute(0, 3, 1, 2), torch.from_numpy(hq).permute(0, 3, 1, 2)
     reference = ssim_torch(lq_t, hq_t, check_inputs(lq_t, hq_t, factor, grid), dtype=torch.float64)
-    got = downsampled_ssim_terms(lq_t, hq_t, factor, grid=grid, impl="triton")
+    got = downsampled_ssim_terms(lq_t.to(DEVICE), hq_t.to(DEVICE), factor, grid=grid, impl="triton")
+    got = dataclasses.replace(got, **{k: v.cpu() for k, v in vars(got).items() if v is not None})
     np.testing.assert_allclose(got.ssim.numpy(), reference.ssim.numpy(), atol=1e-5)
     np.testing.assert_allclose(got.structure.numpy(), reference.structure.numpy(), atol=1e-5)
     if grid:
         np.testing.assert_allclose(got.ssim_tiles.numpy(), reference.ssim_tiles.numpy(), atol=1e-5)
         np.testing.assert_allclose(got.structure_tiles.numpy(), reference.structure_tiles.numpy(), atol=1e-5)
     # NCHW-contiguous and channels-last inputs give the same numbers.
-    again = downsampled_ssim_terms(lq_t.contiguous(), hq_t.contiguous(), factor, grid=grid, impl="triton")
-    assert torch.equal(again.ssim, got.ssim)
+    again = downsampled_ssim_terms(lq_t.to(DEVICE).contiguous(), hq_t.to(DEVICE).contiguous(), factor, grid=grid, impl="triton")
+    assert torch.equal(again.ssim.cpu(), got.ssim)
 
 
 @pytest.mark.parametrize("impl", ["opencv", "triton", "torch"])
@@ -150,7 +154,9 @@ def test_batched_equals_one_by_one(impl):
     rng = np.random.default_rng(7)
     hq = np.stack([cv2.resize(p, (64, 48)) for p in photos()[:4]])
     lq = np.stack([degrade(h, 2, "noise", rng) for h in hq])
-    lq_t, hq_t = torch.from_numpy(lq).permute(0, 3, 1, 2), torch.from_numpy(hq).permute(0, 3, 1, 2)
+    device = DEVICE if impl == "triton" else torch.device("cpu")
+    lq_t = torch.from_numpy(lq).permute(0, 3, 1, 2).to(device)
+    hq_t = torch.from_numpy(hq).permute(0, 3, 1, 2).to(device)
     batched = downsampled_ssim_terms(lq_t, hq_t, 1, grid=2, impl=impl)
     for i in range(4):
         single = downsampled_ssim_terms(lq_t[i : i + 1], hq_t[i : i + 1], 1, grid=2, impl=impl)

@@ -1,0 +1,186 @@
+"""Downsampled SSIM, side by side with the libraries a user would otherwise pick.
+
+Every case starts from the same uint8 LQ/HQ batch (real photos; HQ 1024 px, LQ 512 px)
+and ends with one score per pair, pooling and luma included, so the times compare what a
+user gets. Each peer is called with the settings that reproduce the definition in
+``ggtqc.kernels.ssim``; its deviation from skimage is recorded in ``extra_info`` (two
+peers cannot be configured to match: torchmetrics averages over a padded map, pyiqa
+quantises its input).
+
+    pytest benchmarks/ --benchmark-only --benchmark-json=benchmarks/results/<machine>.json
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+from skimage.metrics import structural_similarity
+
+from ggtqc.kernels import downsampled_ssim
+from ggtqc.kernels.ssim import LUMA
+
+BATCH = 8
+HQ_SIDE = 1024
+SCALE = 2
+# Analysis resolution: the pooled planes are 256 px (factor 2) or 512 px (factor 1).
+FACTORS = {"at256": 2, "at512": 1}
+CUDA = torch.cuda.is_available()
+LUMA_NP = np.asarray([[*LUMA]], np.float32)
+
+
+def make_batch() -> tuple[np.ndarray, np.ndarray]:
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
+    rng = np.random.default_rng(0)
+    hq = np.stack([cv2.resize(photos[i % len(photos)], (HQ_SIDE, HQ_SIDE), interpolation=cv2.INTER_CUBIC) for i in range(BATCH)])
+    side = HQ_SIDE // SCALE
+    lq = np.stack(
+        [np.clip(cv2.resize(h, (side, side), interpolation=cv2.INTER_AREA) + rng.normal(0, 6, (side, side, 3)), 0, 255) for h in hq]
+    ).astype(np.uint8)
+    return lq, hq
+
+
+LQ, HQ = make_batch()
+
+
+def skimage_reference(factor: int) -> np.ndarray:
+    return np.array([skimage_pair(LQ[i], HQ[i], factor) for i in range(BATCH)])
+
+
+def numpy_planes(lq: np.ndarray, hq: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact area pooling and luma the way a careful OpenCV user writes it."""
+    size = (lq.shape[1] // factor, lq.shape[0] // factor)
+    x = cv2.transform(cv2.resize(lq.astype(np.float32), size, interpolation=cv2.INTER_AREA), LUMA_NP)
+    y = cv2.transform(cv2.resize(hq.astype(np.float32), size, interpolation=cv2.INTER_AREA), LUMA_NP)
+    return x, y
+
+
+def skimage_pair(lq, hq, factor):
+    x, y = numpy_planes(lq, hq, factor)
+    return structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+
+
+def opencv_loop_pair(lq, hq, factor):
+    x, y = numpy_planes(lq, hq, factor)
+
+    def blur(p):
+        return cv2.GaussianBlur(p, (11, 11), 1.5)[5:-5, 5:-5]
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return float((((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean())
+
+
+def torch_planes(lq: torch.Tensor, hq: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    weights = torch.tensor(LUMA, device=lq.device).view(1, 3, 1, 1)
+    x = (F.avg_pool2d(lq.float(), factor) * weights).sum(1, keepdim=True)
+    y = (F.avg_pool2d(hq.float(), factor * SCALE) * weights).sum(1, keepdim=True)
+    return x, y
+
+
+def peers():
+    import kornia
+    import piq
+    import pyiqa
+    import pytorch_msssim
+    import torchmetrics
+
+    pyiqa_ssim = pyiqa.create_metric("ssim", device="cuda" if CUDA else "cpu", test_y_channel=False)
+    return {
+        "pytorch_msssim": lambda x, y: pytorch_msssim.ssim(
+            x, y, data_range=255, size_average=False, win_size=11, win_sigma=1.5, K=(0.01, 0.03), nonnegative_ssim=False
+        ),
+        "piq": lambda x, y: piq.ssim(x, y, kernel_size=11, kernel_sigma=1.5, data_range=255.0, downsample=False, reduction="none"),
+        "kornia": lambda x, y: kornia.metrics.ssim(x, y, window_size=11, max_val=255.0, padding="valid").mean(dim=(1, 2, 3)),
+        "torchmetrics": lambda x, y: torchmetrics.functional.structural_similarity_index_measure(
+            x, y, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0, reduction="none"
+        ),
+        "pyiqa": lambda x, y: pyiqa_ssim(x / 255, y / 255),
+    }
+
+
+def run(benchmark, fn, factor, rounds=5):
+    scores = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    scores = np.asarray(torch.as_tensor(scores).detach().cpu().double()).reshape(-1)
+    benchmark.extra_info["pairs"] = BATCH
+    benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.mean * 1e3 / BATCH
+    benchmark.extra_info["max_abs_diff_vs_skimage"] = float(np.abs(scores - skimage_reference(factor)).max())
+
+
+@pytest.fixture(params=list(FACTORS), ids=list(FACTORS))
+def factor(request, benchmark):
+    benchmark.group = f"hq{HQ_SIDE} {request.param}"
+    return FACTORS[request.param]
+
+
+def test_ggtqc_opencv(benchmark, factor):
+    lq = torch.from_numpy(LQ).permute(0, 3, 1, 2)  # channels-last memory, as decoded
+    hq = torch.from_numpy(HQ).permute(0, 3, 1, 2)
+    run(benchmark, lambda: downsampled_ssim(lq, hq, factor, impl="opencv"), factor)
+
+
+def test_ggtqc_torch_cpu(benchmark, factor):
+    lq, hq = torch.from_numpy(LQ).permute(0, 3, 1, 2), torch.from_numpy(HQ).permute(0, 3, 1, 2)
+    run(benchmark, lambda: downsampled_ssim(lq, hq, factor, impl="torch"), factor, rounds=2)
+
+
+def test_opencv_loop(benchmark, factor):
+    run(benchmark, lambda: [opencv_loop_pair(LQ[i], HQ[i], factor) for i in range(BATCH)], factor)
+
+
+def test_skimage(benchmark, factor):
+    run(benchmark, lambda: [skimage_pair(LQ[i], HQ[i], factor) for i in range(BATCH)], factor)
+
+
+@pytest.mark.parametrize("peer", ["pytorch_msssim", "piq", "kornia", "torchmetrics", "pyiqa"])
+def test_torch_peer_cpu(benchmark, factor, peer):
+    metric = peers()[peer]
+    lq, hq = torch.from_numpy(LQ).permute(0, 3, 1, 2), torch.from_numpy(HQ).permute(0, 3, 1, 2)
+
+    def fn():
+        with torch.no_grad():
+            return metric(*torch_planes(lq, hq, factor))
+
+    run(benchmark, fn, factor, rounds=2)
+
+
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+
+
+def cuda_batch():
+    lq = torch.from_numpy(LQ).cuda().permute(0, 3, 1, 2)
+    hq = torch.from_numpy(HQ).cuda().permute(0, 3, 1, 2)
+    return lq, hq
+
+
+def synchronized(fn):
+    def call():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return call
+
+
+@gpu
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+def test_ggtqc_cuda(benchmark, factor, impl):
+    lq, hq = cuda_batch()
+    run(benchmark, synchronized(lambda: downsampled_ssim(lq, hq, factor, impl=impl)), factor, rounds=20)
+
+
+@gpu
+@pytest.mark.parametrize("peer", ["pytorch_msssim", "piq", "kornia", "torchmetrics"])
+def test_torch_peer_cuda(benchmark, factor, peer):
+    metric = peers()[peer]
+    lq, hq = cuda_batch()
+
+    def fn():
+        with torch.no_grad():
+            return metric(*torch_planes(lq, hq, factor))
+
+    run(benchmark, synchronized(fn), factor, rounds=20)
