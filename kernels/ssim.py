@@ -21,13 +21,15 @@ Implementations: ``triton`` (CUDA tensors, or any tensor under ``TRITON_INTERPRE
 ``opencv`` (CPU tensors; the fast CPU path) and ``torch`` (any device, any float dtype;
 in float64 it is the reference the others are tested against). ``auto`` picks Triton for
 CUDA tensors and OpenCV for CPU tensors. ``GGTQC_SSIM_IMPL`` overrides the choice; an
-implementation asked for explicitly raises if it cannot run, ``auto`` falls back quietly.
+implementation asked for explicitly raises if it cannot run, while ``auto`` falls back to
+torch (with one warning) if the Triton kernel fails on this machine.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +44,7 @@ C3 = C2 / 2
 LUMA = (0.299, 0.587, 0.114)
 IMPLEMENTATIONS = ("triton", "opencv", "torch")
 IMPL_VARIABLE = "GGTQC_SSIM_IMPL"
+_TRITON_BROKEN: list[str] = []  # why triton failed here, once it has: auto stops choosing it
 
 
 def gaussian_window() -> list[float]:
@@ -122,7 +125,15 @@ def downsampled_ssim_terms(
     if name == "triton":
         from ggtqc.kernels.ssim_triton import ssim_triton
 
-        return ssim_triton(lq, hq, geometry)
+        automatic = (impl or os.environ.get(IMPL_VARIABLE, "auto")) == "auto"
+        try:
+            return ssim_triton(lq, hq, geometry)
+        except Exception as error:  # compiler or driver trouble on this machine
+            if not automatic:
+                raise
+            _TRITON_BROKEN.append(f"{type(error).__name__}: {error}")
+            warnings.warn(f"triton SSIM failed ({_TRITON_BROKEN[0][:200]}); using the torch implementation", stacklevel=2)
+            return ssim_torch(lq, hq, geometry)
     if name == "opencv":
         from ggtqc.kernels.ssim_opencv import ssim_opencv
 
@@ -136,7 +147,7 @@ def _choose(impl: str | None, device: torch.device) -> str:
         raise ValueError(f"unknown SSIM implementation {asked!r}; choose auto, {', '.join(IMPLEMENTATIONS)}")
     if asked == "auto":
         if device.type == "cuda":
-            return "triton" if triton_available() else "torch"
+            return "triton" if triton_available() and not _TRITON_BROKEN else "torch"
         return "opencv" if device.type == "cpu" else "torch"
     if asked == "triton" and not (triton_available() and (device.type == "cuda" or _interpreting())):
         raise RuntimeError("the triton SSIM needs CUDA tensors and triton installed (or TRITON_INTERPRET=1 for tests)")

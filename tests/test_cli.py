@@ -147,6 +147,12 @@ def test_third_party_plugin_installed_with_pip_is_found_and_runs(tmp_path, plugi
     ready = run_cli("filter", str(EXAMPLES), "-q", "--out", str(tmp_path / "qc2"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
     assert ready.returncode == 0, ready.stderr
 
+    # A failure while working (here: a corrupt checkpoint) is exit code 1, in one line.
+    model.write_bytes(b"garbage")
+    failed = run_cli("filter", str(EXAMPLES), "-q", "--out", str(tmp_path / "qc3"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == f"ggtqc: run failed: ValueError: {model} is not a learned.pt checkpoint (set GGTQC_DEBUG=1 for the traceback)"
+
 
 def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
     pairs = tmp_path / "pairs"

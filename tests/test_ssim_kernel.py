@@ -189,3 +189,21 @@ def test_dispatch_auto_and_explicit(monkeypatch):
         _choose("triton", cpu)
     with pytest.raises(RuntimeError, match="runs on CPU tensors"):
         _choose("opencv", torch.device("cuda"))
+
+
+def test_auto_falls_back_to_torch_when_triton_fails_but_explicit_raises(monkeypatch):
+    import ggtqc.kernels.ssim as ssim
+    import ggtqc.kernels.ssim_triton as ssim_triton
+
+    def broken(*args):
+        raise RuntimeError("PTX compilation failed")
+
+    monkeypatch.setattr(ssim_triton, "ssim_triton", broken)
+    monkeypatch.setattr(ssim, "_TRITON_BROKEN", [])
+    monkeypatch.setattr(ssim, "_choose", lambda impl, device: "triton")  # as on a CUDA machine
+    lq = torch.from_numpy(np.ascontiguousarray(cv2.resize(photos()[0], (40, 40)))).permute(2, 0, 1)[None]
+    with pytest.warns(UserWarning, match="PTX compilation failed"):
+        fallback = downsampled_ssim(lq, lq, 1)
+    assert fallback.item() == pytest.approx(1.0) and ssim._TRITON_BROKEN
+    with pytest.raises(RuntimeError, match="PTX"):
+        downsampled_ssim(lq, lq, 1, impl="triton")

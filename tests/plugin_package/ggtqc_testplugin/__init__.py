@@ -35,6 +35,11 @@ class Learned(Filter):
         path = Path(os.environ.get("GGTQC_TESTPLUGIN_MODEL", "/nonexistent/learned.pt"))
         return [WeightFile("learned.pt", (path,), path if path.is_file() else None)]
 
+    def setup(self, device):
+        (weight,) = self.weights()
+        if weight.found.read_bytes() != b"weights":
+            raise ValueError(f"{weight.found} is not a learned.pt checkpoint")
+
     def score(self, batch):
         return {"p": [1.0] * len(batch)}
 
