@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -41,6 +43,19 @@ class Field:
         if threshold is None or math.isnan(value):
             return False
         return value < threshold if self.better == "higher" else value > threshold
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What ``score`` may return instead of a plain mapping: the fields, plus heatmaps.
+
+    ``heatmaps[i]`` is a 2-D float map of pair ``i`` at the LQ's aspect, 0 where the pair
+    agrees and about 1 where it disagrees completely (or None). The host saves it as an
+    image for pairs that this filter rejects.
+    """
+
+    values: Mapping[str, Sequence[float]]
+    heatmaps: Sequence[np.ndarray | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,6 @@ class Filter:
     def setup(self, device: torch.device) -> None:
         """Load models onto ``device``. Called once, after :meth:`weights` found everything."""
 
-    def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
-        """Return ``{field name: one number per pair in batch}``."""
+    def score(self, batch: Batch) -> Mapping[str, Sequence[float]] | Scores:
+        """Return ``{field name: one number per pair in batch}``, or :class:`Scores`."""
         raise NotImplementedError

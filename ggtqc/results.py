@@ -7,18 +7,26 @@
   killed mid-write) is cut off before appending, so every pair ends with exactly one row.
 - ``summary.json``: counts by verdict and reason over all rows, thresholds, versions and
   this invocation's timings; rewritten at the end of every run.
+- ``heatmaps/<filter>/<id>.png``: where a filter that rejected a pair saw it disagree
+  (brighter is worse); the row's ``heatmaps`` names the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 RESULTS = "results.jsonl"
+HEATMAPS = "heatmaps"
+HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
 
@@ -36,6 +44,7 @@ class ResultsLog:
         if fresh:
             for name in (RESULTS, RUN, SUMMARY):
                 (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / HEATMAPS, ignore_errors=True)
         if run_path.exists():
             previous = json.loads(run_path.read_text(encoding="utf-8"))
             if previous != run_config:
@@ -89,6 +98,23 @@ class ResultsLog:
             f.flush()
             os.fsync(f.fileno())
         self.done.update(row["id"] for row in rows)
+
+    def save_heatmap(self, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
+        """Write a filter's disagreement map as a colour PNG; return its path relative to out."""
+        relative = f"{HEATMAPS}/{filter_name}/{pair_id}.png"
+        path = self.out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scaled = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0, 1)
+        height, width = scaled.shape
+        zoom = HEATMAP_SIDE / max(height, width)
+        scaled = cv2.resize(scaled, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_LINEAR)
+        ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
+        if not ok:
+            raise OSError(f"could not encode the heatmap of {pair_id}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+        return relative
 
     def rows(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():

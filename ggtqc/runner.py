@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ggtqc.batch import Batch, LoadedPair, load_batches
-from ggtqc.filters import Filter
+from ggtqc.filters import Filter, Scores
 from ggtqc.host import FilterEntry, PluginError
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Pair
@@ -97,6 +97,9 @@ def run(
         stage.filter.setup(device)
     for loaded in load_batches(todo, options.batch_size, options.limits, options.workers):
         rows = score_batch(loaded, stages, options.all_scores, device)
+        for row in rows:
+            if "heatmaps" in row:  # saved before the row, so a written row's files exist
+                row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
         log.append(rows)
         on_batch(rows)
 
@@ -117,13 +120,15 @@ def score_batch(
         if not todo:
             continue
         started = time.perf_counter()
-        for j, scores in _score(stage, batch, todo):
+        for j, result in _score(stage, batch, todo):
             row = rows[decoded[j]]
-            if isinstance(scores, str):
+            if isinstance(result, str):
                 row["verdict"] = "error"
-                row["reasons"].append(scores)
+                row["reasons"].append(result)
                 continue
+            scores, heatmap = result
             row["scores"][stage.name] = {k: (v if math.isfinite(v) else None) for k, v in scores.items()}
+            rejected_here = False
             for f in stage.filter.fields:
                 threshold = stage.thresholds[f.name]
                 if f.fails(scores[f.name], threshold):
@@ -131,6 +136,9 @@ def score_batch(
                     row["verdict"] = "reject"
                     row["failed"].append(f"{stage.name}.{f.name}")
                     row["reasons"].append(f"{stage.name}.{f.name} {scores[f.name]:.4g} {sign} {threshold:.4g}")
+                    rejected_here = True
+            if rejected_here and heatmap is not None:
+                row.setdefault("heatmaps", {})[stage.name] = heatmap
         stage.seconds += time.perf_counter() - started
         stage.pairs += len(todo)
     for row in rows:
@@ -159,7 +167,7 @@ def _row(item: LoadedPair) -> dict[str, Any]:
 
 
 def _score(stage: Stage, batch: Batch, todo: list[int]):
-    """Yield ``(index, {field: value})`` for each pair in ``todo``, or ``(index, reason)``.
+    """Yield ``(index, ({field: value}, heatmap))`` per pair in ``todo``, or ``(index, reason)``.
 
     A failing batch is retried pair by pair to find the pairs that really fail.
     """
@@ -176,9 +184,16 @@ def _score(stage: Stage, batch: Batch, todo: list[int]):
         yield from _score(stage, batch, [j])
 
 
-def _checked(stage: Stage, batch: Batch) -> list[dict[str, float]]:
+def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndarray | None]]:
     """Call the filter and check that it kept the contract."""
     out = stage.filter.score(batch)
+    heatmaps: Sequence = [None] * len(batch)
+    if isinstance(out, Scores):
+        if out.heatmaps is not None:
+            heatmaps = list(out.heatmaps)
+            if len(heatmaps) != len(batch):
+                raise ValueError(f"score() returned {len(heatmaps)} heatmaps for {len(batch)} pairs")
+        out = out.values
     if not isinstance(out, Mapping):
         raise TypeError(f"score() returned {type(out).__name__}, not a mapping of field -> values")
     expected = {f.name for f in stage.filter.fields}
@@ -192,7 +207,7 @@ def _checked(stage: Stage, batch: Batch) -> list[dict[str, float]]:
         if array.shape[0] != len(batch):
             raise ValueError(f"score() returned {array.shape[0]} values of {name!r} for {len(batch)} pairs")
         columns[name] = array.tolist()
-    return [{name: columns[name][k] for name in columns} for k in range(len(batch))]
+    return [({name: columns[name][k] for name in columns}, heatmaps[k]) for k in range(len(batch))]
 
 
 def _first_line(error: Exception) -> str:

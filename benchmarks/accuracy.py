@@ -1,0 +1,101 @@
+"""Detection accuracy of ``ggtqc filter --plugins all`` on planted-fault pairs.
+
+    python benchmarks/accuracy.py                      # both splits, writes benchmarks/results/accuracy.md
+    python benchmarks/accuracy.py --split heldout --per-photo 1
+
+Builds pairs with ``planted.make_pairs`` in a temporary folder, runs the ``ggtqc`` command
+on them exactly as a user would, and reports, per fault type and strength, the share of
+faulty pairs rejected (recall) and the share of honest pairs accepted, with which filters
+did the rejecting.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).parent))
+import planted  # noqa: E402
+
+GGTQC = Path(sys.executable).with_name("ggtqc")
+
+
+def evaluate(split: str, per_photo: int, seed: int, plugins: str = "all", workdir: Path | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = workdir or Path(tmp)
+        labels = planted.make_pairs(root / "pairs", split, per_photo, seed)
+        command = [str(GGTQC), "filter", str(root / "pairs"), "--plugins", plugins, "--out", str(root / "qc"), "--fresh", "-q"]
+        subprocess.run(command, check=True)
+        rows = {}
+        with (root / "qc" / "results.jsonl").open() as f:
+            for line in f:
+                row = json.loads(line)
+                rows[row["id"]] = row
+    return summarize(labels, rows)
+
+
+def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
+    by_case: dict[tuple, list[bool]] = defaultdict(list)
+    caught_by: dict[tuple, Counter] = defaultdict(Counter)
+    honest_failures: Counter = Counter()
+    for label in labels:
+        row = rows[label["id"]]
+        rejected = row["verdict"] != "accept"
+        if label["kind"] == "honest":
+            by_case[("honest", label["what"])].append(not rejected)
+            honest_failures.update(row.get("failed", []) or ["error"] if rejected else [])
+        else:
+            key = (label["what"], label["strength"])
+            by_case[key].append(rejected)
+            caught_by[key].update({name.split(".")[0] for name in row.get("failed", [])})
+    return {"cases": by_case, "caught_by": caught_by, "honest_failures": honest_failures}
+
+
+def table(result: dict, title: str) -> str:
+    cases, caught_by = result["cases"], result["caught_by"]
+    honest = [ok for key, oks in cases.items() if key[0] == "honest" for ok in oks]
+    lines = [f"### {title}", "", f"Honest pairs accepted: **{sum(honest)}/{len(honest)} = {sum(honest) / len(honest):.3f}**", ""]
+    lines += ["| honest group | accepted |", "| --- | ---: |"]
+    for group in planted.GROUPS:
+        oks = cases.get(("honest", group), [])
+        lines.append(f"| {group} | {sum(oks)}/{len(oks)} |")
+    if result["honest_failures"]:
+        lines.append("")
+        lines.append("Honest pairs were rejected by: " + ", ".join(f"{k} ({v})" for k, v in result["honest_failures"].most_common()))
+    lines += ["", "| fault | clear recall | subtle recall | rejected mostly by |", "| --- | ---: | ---: | --- |"]
+    for fault in planted.FAULTS:
+        cells = []
+        for strength in ("clear", "subtle"):
+            hits = cases.get((fault, strength))
+            cells.append(f"{sum(hits)}/{len(hits)} = {sum(hits) / len(hits):.2f}" if hits else "-")
+        by = caught_by.get((fault, "clear"), Counter()) + caught_by.get((fault, "subtle"), Counter())
+        lines.append(f"| {fault} | {cells[0]} | {cells[1]} | {', '.join(name for name, _ in by.most_common(3))} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--split", type=click.Choice(["calibration", "heldout", "both"]), default="both")
+@click.option("--per-photo", default=2, show_default=True, help="Repeats per photo of every case.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--plugins", default="all", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "accuracy.md")
+def main(split: str, per_photo: int, seed: int, plugins: str, out: Path) -> None:
+    splits = ["calibration", "heldout"] if split == "both" else [split]
+    parts = ["# Detection accuracy on planted faults", "", f"`python benchmarks/accuracy.py --per-photo {per_photo} --seed {seed}`", ""]
+    for name in splits:
+        photos = ", ".join(planted.SPLITS[name])
+        parts.append(table(evaluate(name, per_photo, seed, plugins), f"{name} photos ({photos})"))
+    text = "\n".join(parts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Low-resolution views of a pair that several filters analyse.
+
+Generated targets add fine detail their source never had; comparing both images after area
+downsampling to a common, modest size keeps what must agree (scene, layout, colour,
+objects) and averages away what may legitimately differ.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LUMA = np.asarray([[0.299, 0.587, 0.114]], np.float32)
+
+
+def common_size(lq: np.ndarray, side: int) -> tuple[int, int]:
+    """``(width, height)`` with the LQ's aspect and its long side at most ``side``."""
+    h, w = lq.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def small_pair(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both images area-resized to the same size (LQ long side ``side``), float32 RGB 0..255."""
+    size = common_size(lq, side)
+    small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) for image in (lq, hq)]
+    return small[0], small[1]
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Full-range luma, float32, of an RGB image (uint8 or float)."""
+    return cv2.transform(rgb.astype(np.float32, copy=False), LUMA)
+
+
+PARTICLE = 0.04  # specks up to this share of the long side count as degradation, not content
+
+
+def particles_removed(lq: np.ndarray, hq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images with bright and dark specks smaller than 4% of the frame removed.
+
+    A morphological open-close by a disc of that size: rain streaks, snowflakes, dust and
+    scratches go, objects and edges of scene size stay.
+    """
+    out = []
+    for image in (lq, hq):
+        size = max(3, int(PARTICLE * max(image.shape[:2])) | 1)
+        element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        opened = cv2.morphologyEx(image, cv2.MORPH_OPEN, element)
+        out.append(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, element))
+    return out[0], out[1]

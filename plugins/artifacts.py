@@ -1,0 +1,117 @@
+"""``artifacts``: is the target itself clean, and is it restored at all?
+
+No-reference measures on the HQ's luma at its own resolution, plus one comparison with the
+LQ. Each is a ratio or a physical unit, so its threshold reads directly:
+
+- ``blockiness``: mean absolute step across the strongest 8-px grid phase over the mean
+  over all phases, both axes averaged. 1.0 for natural images; JPEG blocking raises it.
+- ``noise``: noise standard deviation in grey levels, from the median absolute response
+  of a Laplacian mask (Immerkaer) on the flattest 30% of the image.
+- ``halo``: mean overshoot of the image beyond the local range of its smoothed self (sigma
+  3, 9-px window) near the strongest 5% of edges, over that range: over-sharpening and
+  ringing leave bright and dark rims; natural edges stay within range.
+- ``detail``: RMS of the finest band (image minus its sigma-1 blur) over the RMS of the
+  next band (sigma 1 minus sigma 2). Natural photos sit above 1; over-smoothed, "plastic"
+  targets and plain upscales fall well below.
+- ``clipped``: share of pixels blown to white or crushed to black (luma within 2 grey
+  levels of either end) in the HQ, minus that share in the LQ. Recorded, not decided on:
+  brightening a hazy or dark photo legitimately saturates highlights its source had, and
+  the benchmark's honest targets reach 20%.
+- ``change``: RMS luma difference between the HQ (area-resized to the LQ's size) and the
+  LQ, in grey levels. A restoration of a visibly degraded photo changes it by more than a
+  few grey levels; a target that is the LQ upscaled barely does ("not restored").
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ggtqc import Field, Filter, hookimpl
+from ggtqc.planes import luma
+
+LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+class Artifacts(Filter):
+    name = "artifacts"
+    version = "1"
+    cost = 6.0
+    fields = (
+        Field("blockiness", "lower", 1.3, "strongest 8-px grid step over the mean step"),
+        Field("noise", "lower", 3.0, "noise sigma of the HQ, grey levels"),
+        Field("halo", "lower", 0.22, "overshoot at strong edges over the local range"),
+        Field("detail", "higher", 0.9, "finest band RMS over the next band's"),
+        Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
+        Field("change", "higher", 4.0, "RMS luma change from LQ, grey levels (not restored)"),
+    )
+
+    def score(self, batch):
+        columns = {f.name: [] for f in self.fields}
+        for lq, hq in zip(batch.lq, batch.hq):
+            y = luma(hq)
+            columns["blockiness"].append(blockiness(y))
+            columns["noise"].append(noise_sigma(y))
+            columns["halo"].append(halo(y))
+            columns["detail"].append(detail(y))
+            columns["clipped"].append(clipped_share(hq) - clipped_share(lq))
+            columns["change"].append(change(lq, hq))
+        return columns
+
+
+def blockiness(y: np.ndarray) -> float:
+    ratios = []
+    for axis in (0, 1):
+        steps = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)
+        usable = len(steps) // 8 * 8
+        if usable < 16:
+            return float("nan")
+        phases = steps[:usable].reshape(-1, 8).mean(axis=0)
+        ratios.append(phases.max() / max(float(phases.mean()), 1e-6))
+    return float(np.mean(ratios))
+
+
+def _gradient(plane: np.ndarray) -> np.ndarray:
+    return np.hypot(cv2.Sobel(plane, cv2.CV_32F, 1, 0), cv2.Sobel(plane, cv2.CV_32F, 0, 1))
+
+
+def noise_sigma(y: np.ndarray) -> float:
+    response = np.abs(cv2.filter2D(y, -1, LAPLACIAN)[1:-1, 1:-1])
+    gradient = _gradient(cv2.GaussianBlur(y, (0, 0), 1.5))[1:-1, 1:-1]
+    flat = gradient <= np.percentile(gradient, 30)
+    return float(np.median(response[flat]) / 0.6745 / 6)  # the mask's gain on white noise is 6
+
+
+def halo(y: np.ndarray) -> float:
+    smooth = cv2.GaussianBlur(y, (0, 0), 3.0)
+    window = np.ones((9, 9), np.uint8)
+    high, low = cv2.dilate(smooth, window), cv2.erode(smooth, window)
+    overshoot = np.maximum(y - high, 0) + np.maximum(low - y, 0)
+    gradient = _gradient(smooth)
+    strong = (gradient >= np.percentile(gradient, 95)).astype(np.uint8)
+    near = cv2.dilate(strong, np.ones((5, 5), np.uint8)) > 0
+    return float(overshoot[near].mean() / max(float((high - low)[near].mean()), 1e-3))
+
+
+def detail(y: np.ndarray) -> float:
+    blur1 = cv2.GaussianBlur(y, (0, 0), 1.0)
+    blur2 = cv2.GaussianBlur(y, (0, 0), 2.0)
+    fine, next_band = y - blur1, blur1 - blur2
+    return float(np.sqrt(np.mean(fine * fine) / max(float(np.mean(next_band * next_band)), 1e-6)))
+
+
+def clipped_share(image: np.ndarray) -> float:
+    """Share of pixels blown to white or crushed to black (luma within 2 of the ends)."""
+    y = luma(image)
+    return float(((y >= 253) | (y <= 2)).mean())
+
+
+def change(lq: np.ndarray, hq: np.ndarray) -> float:
+    down = cv2.resize(hq, (lq.shape[1], lq.shape[0]), interpolation=cv2.INTER_AREA)
+    difference = luma(down) - luma(lq)
+    return float(np.sqrt(np.mean(difference * difference)))
+
+
+@hookimpl
+def ggtqc_register_filters(register):
+    register(Artifacts)

@@ -1,0 +1,90 @@
+"""``geometry``: is the target's scene where the source's is? Global transform at low resolution.
+
+Both images are area-pooled to a common size (LQ long side ``analysis_side``, 256 px), made
+blind to brightness, contrast and haze (luma minus its local mean, over a ~12% window),
+then aligned: phase correlation gives the shift, ECC (OpenCV's enhanced correlation
+coefficient, itself invariant to gain and offset) refines a full affine transform (shift,
+scale, rotation, shear). The same is done with the target mirrored.
+
+- ``displacement_px``: how far the frame's corners move under the estimated transform, in
+  LQ pixels. A restoration may shift its frame by a pixel or two, and the estimate itself
+  wanders by about a pixel: 3 px is the default limit.
+- ``mirror_gain``: how much better the mirrored target correlates with the source than the
+  target itself (0 when mirroring does not help); above 0.1 the target is mirrored.
+- ``correlation``: ECC correlation of the aligned images (recorded only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ggtqc import Field, Filter, hookimpl
+from ggtqc.planes import luma, small_pair
+
+ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+
+
+class Geometry(Filter):
+    name = "geometry"
+    version = "1"
+    cost = 18.0
+    fields = (
+        Field("displacement_px", "lower", 3.0, "largest corner movement under the HQ->LQ transform, LQ px"),
+        Field("mirror_gain", "lower", 0.1, "correlation gained by mirroring the HQ"),
+        Field("correlation", "higher", None, "ECC correlation after alignment (recorded only)"),
+    )
+    options = {"analysis_side": 256}
+
+    def score(self, batch):
+        columns = {f.name: [] for f in self.fields}
+        for lq, hq in zip(batch.lq, batch.hq):
+            for name, value in estimate(lq, hq, int(self.settings["analysis_side"])).items():
+                columns[name].append(value)
+        return columns
+
+
+def structure_only(plane: np.ndarray) -> np.ndarray:
+    """Luma minus its local mean, scaled to unit variance: no brightness, contrast or haze."""
+    window = max(3, round(0.12 * max(plane.shape)))
+    detail = plane - cv2.blur(plane, (window, window), borderType=cv2.BORDER_REFLECT)
+    return detail / max(float(detail.std()), 1e-3)
+
+
+def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
+    """Affine warp with ``moving(warp @ p) ~ template(p)``, and the correlation reached."""
+    window = cv2.createHanningWindow(template.shape[::-1], cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(template, moving, window)
+    warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    try:
+        correlation, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, ECC_CRITERIA, None, 3)
+    except cv2.error:  # did not converge: keep the phase-correlation shift
+        shifted = cv2.warpAffine(moving, warp, template.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        spread = float(template.std() * shifted.std())
+        correlation = float(((template - template.mean()) * (shifted - shifted.mean())).mean() / spread) if spread > 0 else 0.0
+    return warp, float(correlation)
+
+
+def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
+    small_lq, small_hq = small_pair(lq, hq, side)
+    template, moving = structure_only(luma(small_lq)), structure_only(luma(small_hq))
+    if min(template.shape) < 16:
+        return {"displacement_px": math.nan, "mirror_gain": math.nan, "correlation": math.nan}
+    warp, correlation = align(template, moving)
+    _, mirrored = align(template, np.ascontiguousarray(moving[:, ::-1]))
+    h, w = template.shape
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+    moved = corners @ warp.astype(np.float64).T - corners[:, :2]
+    lq_px_per_plane_px = lq.shape[1] / w
+    return {
+        "displacement_px": float(np.hypot(moved[:, 0], moved[:, 1]).max() * lq_px_per_plane_px),
+        "mirror_gain": max(0.0, mirrored - correlation),
+        "correlation": correlation,
+    }
+
+
+@hookimpl
+def ggtqc_register_filters(register):
+    register(Geometry)
