@@ -20,7 +20,9 @@ Dark pixels carry unreliable colour and weigh less (weight ``min(1, luma / 60)**
   rotation of the hue circle shows here. Brightening a dark photo moves its noisy hues by
   up to ~11 degrees on the benchmark, so the limit is 15.
 - ``cast``: length of the mean a*b* residual after the saturation scale, in CIELAB units
-  (~2.3 is a just-noticeable difference); 8 is a clear cast.
+  (~2.3 is a just-noticeable difference); 8 is a clear cast. A cast along the photo's own
+  dominant hue partly looks like more saturation and is measured short (fitting an offset
+  as well was tried: it read haze and snow removal as casts of up to 12).
 - ``lq_free_chroma``: recorded.
 """
 

@@ -1,0 +1,214 @@
+"""geometry, color, hallucination and artifacts: each on a hand-made fault and its honest twin."""
+
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, photos
+from ggtqc.batch import Batch, LoadedPair
+from ggtqc.filters import Scores
+from ggtqc.host import FilterEntry
+from ggtqc.pairs import Pair
+from ggtqc.plugins.artifacts import Artifacts
+from ggtqc.plugins.color import Color
+from ggtqc.plugins.geometry import Geometry
+from ggtqc.plugins.hallucination import Hallucination
+from ggtqc.runner import Stage, score_batch
+
+sys.path.insert(0, str(REPO / "examples"))
+import make_pairs as degrade  # noqa: E402  the sample pairs' degradations
+
+
+def scores(cls, lq, hq):
+    out = cls().score(Batch(["p"], [np.ascontiguousarray(lq)], [np.ascontiguousarray(hq)]))
+    values = out.values if isinstance(out, Scores) else out
+    return {k: v[0] for k, v in values.items()}
+
+
+def fails(cls, got):
+    return [f.name for f in cls.fields if f.fails(got[f.name], f.threshold)]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return cv2.resize(photos()[1], (480, 320), interpolation=cv2.INTER_AREA)  # coffee
+
+
+def retoned(image, gamma=1.05):
+    return np.clip(255 * (image / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
+
+
+# --- geometry --------------------------------------------------------------------------
+
+
+def warp(image, matrix):
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_geometry_accepts_a_retoned_target_shifted_by_a_pixel(scene):
+    hq = warp(retoned(scene), np.float32([[1, 0, 1], [0, 1, 0]]))
+    got = scores(Geometry, degrade.haze(scene), hq)
+    assert got["displacement_px"] < 2 and got["mirror_gain"] == 0 and got["correlation"] > 0.8
+    assert fails(Geometry, got) == []
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.float32([[1, 0, 15], [0, 1, 4]]),  # 3% shift
+        cv2.getRotationMatrix2D((240, 160), 3.0, 1.0),
+        cv2.getRotationMatrix2D((240, 160), 0.0, 1.05),  # zoom
+    ],
+)
+def test_geometry_measures_shift_rotation_and_zoom_in_lq_pixels(scene, matrix):
+    got = scores(Geometry, degrade.mixed(scene), warp(scene, matrix))
+    corners = np.array([[0, 0, 1], [480, 0, 1], [0, 320, 1], [480, 320, 1]], np.float64)
+    truth = np.hypot(*(corners @ matrix.astype(np.float64).T - corners[:, :2]).T).max()
+    assert got["displacement_px"] == pytest.approx(truth, rel=0.25)
+    assert "displacement_px" in fails(Geometry, got)
+
+
+def test_geometry_reports_in_lq_pixels_for_a_2x_target(scene):
+    hq = cv2.resize(warp(scene, np.float32([[1, 0, 12], [0, 1, 0]])), (960, 640), interpolation=cv2.INTER_CUBIC)
+    assert scores(Geometry, degrade.mixed(scene), hq)["displacement_px"] == pytest.approx(12, rel=0.2)
+
+
+def test_geometry_flags_a_mirrored_target(scene):
+    got = scores(Geometry, degrade.mixed(scene), scene[:, ::-1])
+    assert got["mirror_gain"] > 0.3 and "mirror_gain" in fails(Geometry, got)
+
+
+# --- color -----------------------------------------------------------------------------
+
+
+def in_lab(image, change):
+    lab = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    change(lab)
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def rotate_hue(degrees):
+    def change(lab):
+        t = math.radians(degrees)
+        a, b = lab[..., 1].copy(), lab[..., 2].copy()
+        lab[..., 1], lab[..., 2] = a * math.cos(t) - b * math.sin(t), a * math.sin(t) + b * math.cos(t)
+
+    return change
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "low_light", "rain", "snow"])
+def test_color_accepts_honest_restorations(scene, group):
+    got = scores(Color, getattr(degrade, group)(scene), retoned(scene))
+    assert fails(Color, got) == [], got
+
+
+def test_color_skips_a_sepia_source(scene):
+    got = scores(Color, degrade.old_photo(scene), scene)
+    assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and got["lq_free_chroma"] < 4
+
+
+def test_color_measures_a_hue_rotation(scene):
+    got = scores(Color, degrade.mixed(scene), in_lab(scene, rotate_hue(30)))
+    assert got["hue_shift_deg"] == pytest.approx(30, abs=6) and "hue_shift_deg" in fails(Color, got)
+
+
+def test_color_measures_a_cast(scene):
+    def cast(lab):
+        lab[..., 1] -= 15  # towards green, across the coffee's orange
+
+    got = scores(Color, degrade.haze(scene), in_lab(scene, cast))
+    assert 8 < got["cast"] < 20 and "cast" in fails(Color, got)  # measured short: part reads as saturation
+
+
+# --- hallucination ---------------------------------------------------------------------
+
+BOX = (slice(100, 190), slice(300, 420))  # rows, columns of the planted region
+
+
+def pasted(scene):
+    hq = scene.copy()
+    hq[BOX] = cv2.resize(photos()[0][180:330, 160:360], (120, 90))  # a face on the table
+    return hq
+
+
+def test_hallucination_finds_a_pasted_object_and_shows_where(scene):
+    lq = degrade.mixed(scene)
+    honest = Hallucination().score(Batch(["p"], [lq], [scene]))
+    faulty = Hallucination().score(Batch(["p"], [lq], [pasted(scene)]))
+    assert honest.values["added"][0] < 0.4 < faulty.values["added"][0]
+    heatmap = faulty.heatmaps[0]
+    assert heatmap.shape[1] > heatmap.shape[0]  # the LQ's aspect
+    y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    h, w = heatmap.shape
+    assert 100 / 320 <= (y + 0.5) / h <= 190 / 320 and 300 / 480 <= (x + 0.5) / w <= 420 / 480
+
+
+def test_hallucination_finds_text(scene):
+    hq = scene.copy()
+    cv2.putText(hq, "HOTEL OPEN", (40, 290), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4, cv2.LINE_AA)
+    assert scores(Hallucination, degrade.mixed(scene), hq)["added"] > 0.4
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "low_light", "rain", "snow", "old_photo"])
+def test_hallucination_accepts_honest_restorations(scene, group):
+    got = scores(Hallucination, getattr(degrade, group)(scene), retoned(scene))
+    assert fails(Hallucination, got) == [], got
+
+
+def test_hallucination_removed_map_rises_where_content_was_erased(scene):
+    lq = degrade.mixed(scene)
+    mask = np.zeros(scene.shape[:2], np.uint8)
+    mask[40:200, 80:260] = 255  # the cup
+    erased = cv2.inpaint(scene, mask, 5, cv2.INPAINT_TELEA)
+    honest, faulty = scores(Hallucination, lq, scene)["removed"], scores(Hallucination, lq, erased)["removed"]
+    assert faulty > 2 * honest + 0.1  # measured, though below the 0.7 that only large removals reach
+
+
+# --- artifacts -------------------------------------------------------------------------
+
+
+def jpeg(image, quality):
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+ARTIFACT_FAULTS = {
+    "blockiness": lambda s: jpeg(s, 8),
+    "noise": lambda s: np.clip(s + np.random.default_rng(0).normal(0, 15, s.shape), 0, 255).astype(np.uint8),
+    "halo": lambda s: np.clip(s + 2.5 * (s - cv2.GaussianBlur(s.astype(np.float32), (0, 0), 2.0)), 0, 255).astype(np.uint8),
+    "detail": lambda s: cv2.GaussianBlur(cv2.bilateralFilter(cv2.bilateralFilter(s, 9, 60, 7), 9, 60, 7), (0, 0), 1.2),
+}
+
+
+@pytest.mark.parametrize("field", list(ARTIFACT_FAULTS))
+def test_artifacts_catch_each_fault_in_its_own_field(scene, field):
+    lq = degrade.mixed(scene)
+    got = scores(Artifacts, lq, ARTIFACT_FAULTS[field](scene))
+    assert field in fails(Artifacts, got), got
+    assert fails(Artifacts, scores(Artifacts, lq, scene)) == []
+
+
+def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene):
+    lq = cv2.resize(degrade.mixed(scene), (240, 160), interpolation=cv2.INTER_AREA)
+    got = scores(Artifacts, lq, cv2.resize(lq, (480, 320), interpolation=cv2.INTER_CUBIC))
+    assert got["change"] < 2 and "change" in fails(Artifacts, got) and "detail" in fails(Artifacts, got)
+
+
+# --- all four --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [Geometry, Color, Hallucination, Artifacts])
+def test_scores_do_not_depend_on_batching(scene, cls):
+    cases = [(degrade.haze(scene), scene), (degrade.rain(scene[:200]), pasted(scene)[:200]), (degrade.mixed(scene), scene[:, ::-1])]
+    pairs = [LoadedPair(Pair(str(k), Path("l"), Path("h"), Path(".")), lq, np.ascontiguousarray(hq)) for k, (lq, hq) in enumerate(cases)]
+    stage = Stage(cls(), FilterEntry(cls, cls.name, "ggtqc"), {f.name: f.threshold for f in cls.fields})
+    cpu = torch.device("cpu")
+    together = score_batch(pairs, [stage], True, cpu)
+    alone = [score_batch([p], [stage], True, cpu)[0] for p in pairs]
+    assert [row["scores"] for row in together] == [row["scores"] for row in alone]
+    assert [row["verdict"] for row in together] == [row["verdict"] for row in alone]
