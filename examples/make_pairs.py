@@ -112,6 +112,16 @@ def main() -> None:
     save(lq / "fault/wrong_image.jpg", low_light(resize(coffee, 384, 256)))
     save(hq / "fault/wrong_image.jpg", resize(chelsea, 384, 256))  # another photo
 
+    cup = resize(coffee, 384, 256)
+    pasted = cup.copy()
+    pasted[60:140, 250:350] = resize(astronaut[150:330, 160:385], 100, 80)  # a face on the table
+    save(lq / "fault/pasted_object.jpg", mixed(cup))
+    save(hq / "fault/pasted_object.jpg", pasted)
+    lab = cv2.cvtColor(cup.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[..., 1] -= 14  # a green cast
+    save(lq / "fault/color_cast.jpg", haze(cup))
+    save(hq / "fault/color_cast.jpg", np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255 + 0.5, 0, 255).astype(np.uint8))
+
     # Broken input: a truncated target and an LQ without a target.
     save(lq / "broken/truncated.jpg", mixed(resize(astronaut, 256, 256)))
     whole = cv2.imencode(".png", resize(astronaut, 128, 128)[..., ::-1])[1].tobytes()

@@ -23,8 +23,9 @@ Each map is averaged over regions of ~5% of the frame; the scores are the worst 
 
 - ``added``, ``removed``: 0 where both agree, ~1 where one side has structure the other
   lacks entirely. ``added`` (default 0.4) sits above what honest restorations of the six
-  degradation groups reach on the planted-fault benchmark. ``removed`` (default 0.7) only
-  catches large removals: heavy snow that a restoration legitimately clears reaches 0.7
+  degradation groups reach on the planted-fault benchmark. ``removed`` (default 0.75) only
+  catches large removals: heavy snow that a restoration legitimately clears, or noise
+  around thin structures, reaches 0.75
   too, so the subtler removals are left to the ``ssim`` filter and to review.
 
 The filter returns the larger of the two maps as a heatmap of where the pair disagrees.
@@ -49,7 +50,7 @@ class Hallucination(Filter):
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
-        Field("removed", "lower", 0.7, "worst region of LQ structure (beyond particles) the HQ does not explain"),
+        Field("removed", "lower", 0.75, "worst region of LQ structure (beyond particles) the HQ does not explain"),
     )
     options = {"added_side": 96, "removed_side": 64}
 

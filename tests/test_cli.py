@@ -39,6 +39,13 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     for fault in ("fault/mirrored", "fault/wrong_image"):
         assert rows[fault]["verdict"] == "reject"
         assert {name.split(".")[0] for name in rows[fault]["failed"]} & {"ssim", "hallucination", "geometry"}
+    assert rows["fault/color_cast"]["failed"] == ["color.cast"]
+    pasted = rows["fault/pasted_object"]
+    assert pasted["failed"] == ["hallucination.added"]
+    heatmap = cv2.imread(str(tmp_path / "qc" / pasted["heatmaps"]["hallucination"]))
+    assert heatmap is not None and heatmap.shape[1] > heatmap.shape[0]  # the LQ's 3:2 aspect
+    brightest = np.unravel_index(int(np.argmax(heatmap.sum(axis=2))), heatmap.shape[:2])
+    assert brightest[1] > heatmap.shape[1] / 2 and brightest[0] < heatmap.shape[0] / 2  # the face, top right
     for honest in ("mixed/astronaut", "haze/coffee", "lowlight/rocket", "oldphoto/chelsea", "rain/astronaut_face", "snow/coffee_cup"):
         assert rows[honest]["verdict"] == "accept", rows[honest]
         assert rows[honest]["scores"]["ssim"]["structure"] >= 0.6
@@ -48,7 +55,7 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     }  # fmt: skip
     assert rows["broken/no_target"]["reasons"] == ["unpaired: no HQ file for this LQ in hq/"]
     summary = json.loads((tmp_path / "qc" / "summary.json").read_text())
-    assert summary["pairs"] == len(rows) == 12
+    assert summary["pairs"] == len(rows) == 14
     assert summary["filters"]["resolution"]["thresholds"]["hq_short_side"] == 256
     assert summary["filters"]["resolution"]["version"] == "1"
     assert list(summary["filters"]) == ["resolution", "ssim", "color", "hallucination", "artifacts", "geometry"]  # cheap first
@@ -90,7 +97,7 @@ def test_changed_configuration_refuses_to_resume_until_fresh(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
     assert rows["haze/coffee"]["reasons"] == ["resolution.hq_short_side 256 < 512"]
-    assert len(rows) == 12
+    assert len(rows) == 14
 
 
 def test_pairs_file_and_export(tmp_path):

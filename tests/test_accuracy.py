@@ -1,0 +1,42 @@
+"""The planted-fault accuracy benchmark on a small subset, through the real command."""
+
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import accuracy  # noqa: E402
+import planted  # noqa: E402
+
+# Removing content is what a restoration also does to rain, snow and noise; the structure
+# measures cannot yet tell them apart at the honest-acceptance target (see README).
+KNOWN_GAPS = {"removed_content"}
+
+
+@pytest.fixture(scope="module")
+def result():
+    return accuracy.evaluate("calibration", per_photo=1, seed=0)
+
+
+def recall(result, fault, strength="clear"):
+    hits = result["cases"][(fault, strength)]
+    return sum(hits) / len(hits)
+
+
+def test_honest_pairs_are_accepted(result):
+    honest = [ok for (kind, _), oks in result["cases"].items() if kind == "honest" for ok in oks]
+    assert len(honest) == 4 * len(planted.GROUPS)
+    assert sum(honest) / len(honest) >= 0.95, result["honest_failures"]
+
+
+@pytest.mark.parametrize("fault", [f for f in planted.FAULTS if f not in KNOWN_GAPS])
+def test_clear_faults_are_caught(result, fault):
+    assert recall(result, fault) >= 0.95, result["caught_by"][(fault, "clear")]
+
+
+@pytest.mark.parametrize("fault", sorted(KNOWN_GAPS))
+@pytest.mark.xfail(strict=True, reason="known gap: recall below target, documented in the README")
+def test_known_gaps_stay_visible(result, fault):
+    assert recall(result, fault) >= 0.95
