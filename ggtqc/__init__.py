@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ggtqc.filters import Field, Filter, Scores, WeightFile
+from ggtqc.filters import Field, Filter, PairFilter, Scores, WeightFile
 from ggtqc.hookspecs import hookimpl
 
 try:
@@ -10,4 +10,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Field", "Filter", "Scores", "WeightFile", "hookimpl", "__version__"]
+__all__ = ["Field", "Filter", "PairFilter", "Scores", "WeightFile", "hookimpl", "__version__"]

@@ -98,3 +98,18 @@ class Filter:
     def score(self, batch: Batch) -> Mapping[str, Sequence[float]] | Scores:
         """Return ``{field name: one number per pair in batch}``, or :class:`Scores`."""
         raise NotImplementedError
+
+
+class PairFilter(Filter):
+    """A filter that scores each pair on its own: implement :meth:`score_pair`."""
+
+    def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
+        columns: dict[str, list[float]] = {f.name: [] for f in self.fields}
+        for lq, hq in zip(batch.lq, batch.hq):
+            for name, value in self.score_pair(lq, hq).items():
+                columns[name].append(value)
+        return columns
+
+    def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> Mapping[str, float]:
+        """``{field name: number}`` for one pair of RGB uint8 ``(H, W, 3)`` arrays."""
+        raise NotImplementedError

@@ -29,13 +29,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ggtqc import Field, Filter, hookimpl
+from ggtqc import Field, PairFilter, hookimpl
 from ggtqc.planes import luma
 
 LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
-class Artifacts(Filter):
+class Artifacts(PairFilter):
     name = "artifacts"
     version = "1"
     cost = 6.0
@@ -48,17 +48,16 @@ class Artifacts(Filter):
         Field("change", "higher", 4.0, "RMS luma change from LQ, grey levels (not restored)"),
     )
 
-    def score(self, batch):
-        columns = {f.name: [] for f in self.fields}
-        for lq, hq in zip(batch.lq, batch.hq):
-            y = luma(hq)
-            columns["blockiness"].append(blockiness(y))
-            columns["noise"].append(noise_sigma(y))
-            columns["halo"].append(halo(y))
-            columns["detail"].append(detail(y))
-            columns["clipped"].append(clipped_share(hq) - clipped_share(lq))
-            columns["change"].append(change(lq, hq))
-        return columns
+    def score_pair(self, lq, hq):
+        y = luma(hq)
+        return {
+            "blockiness": blockiness(y),
+            "noise": noise_sigma(y),
+            "halo": halo(y),
+            "detail": detail(y),
+            "clipped": clipped_share(hq) - clipped_share(lq),
+            "change": change(lq, hq),
+        }
 
 
 def blockiness(y: np.ndarray) -> float:

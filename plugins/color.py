@@ -33,13 +33,13 @@ import math
 import cv2
 import numpy as np
 
-from ggtqc import Field, Filter, hookimpl
+from ggtqc import Field, PairFilter, hookimpl
 from ggtqc.planes import luma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
 
 
-class Color(Filter):
+class Color(PairFilter):
     name = "color"
     version = "1"
     cost = 1.5
@@ -50,13 +50,8 @@ class Color(Filter):
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
 
-    def score(self, batch):
-        columns = {f.name: [] for f in self.fields}
-        side, floor = int(self.settings["analysis_side"]), float(self.settings["min_free_chroma"])
-        for lq, hq in zip(batch.lq, batch.hq):
-            for name, value in compare(lq, hq, side, floor).items():
-                columns[name].append(value)
-        return columns
+    def score_pair(self, lq, hq):
+        return compare(lq, hq, int(self.settings["analysis_side"]), float(self.settings["min_free_chroma"]))
 
 
 def exposure_matched(lq: np.ndarray, hq: np.ndarray) -> np.ndarray:

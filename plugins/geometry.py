@@ -21,13 +21,13 @@ import math
 import cv2
 import numpy as np
 
-from ggtqc import Field, Filter, hookimpl
+from ggtqc import Field, PairFilter, hookimpl
 from ggtqc.planes import luma, small_pair
 
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
 
 
-class Geometry(Filter):
+class Geometry(PairFilter):
     name = "geometry"
     version = "1"
     cost = 18.0
@@ -38,12 +38,8 @@ class Geometry(Filter):
     )
     options = {"analysis_side": 256}
 
-    def score(self, batch):
-        columns = {f.name: [] for f in self.fields}
-        for lq, hq in zip(batch.lq, batch.hq):
-            for name, value in estimate(lq, hq, int(self.settings["analysis_side"])).items():
-                columns[name].append(value)
-        return columns
+    def score_pair(self, lq, hq):
+        return estimate(lq, hq, int(self.settings["analysis_side"]))
 
 
 def structure_only(plane: np.ndarray) -> np.ndarray:

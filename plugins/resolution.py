@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-from ggtqc import Field, Filter, hookimpl
+from ggtqc import Field, PairFilter, hookimpl
 
 
-class Resolution(Filter):
+class Resolution(PairFilter):
     name = "resolution"
     version = "1"
     cost = 0.0
@@ -31,19 +31,18 @@ class Resolution(Filter):
     )
     options = {"expected_scale": 0.0}
 
-    def score(self, batch):
+    def score_pair(self, lq, hq):
         expected = float(self.settings["expected_scale"])
-        columns = {f.name: [] for f in self.fields}
-        for lq, hq in zip(batch.lq, batch.hq):
-            (lh, lw), (hh, hw) = lq.shape[:2], hq.shape[:2]
-            scale = min(hh / lh, hw / lw)
-            columns["lq_short_side"].append(min(lh, lw))
-            columns["hq_short_side"].append(min(hh, hw))
-            columns["hq_long_side"].append(max(hh, hw))
-            columns["scale"].append(scale)
-            columns["aspect_error"].append(abs(math.log((hw / hh) / (lw / lh))))
-            columns["scale_error"].append(abs(scale - expected) / expected if expected > 0 else math.nan)
-        return columns
+        (lh, lw), (hh, hw) = lq.shape[:2], hq.shape[:2]
+        scale = min(hh / lh, hw / lw)
+        return {
+            "lq_short_side": min(lh, lw),
+            "hq_short_side": min(hh, hw),
+            "hq_long_side": max(hh, hw),
+            "scale": scale,
+            "aspect_error": abs(math.log((hw / hh) / (lw / lh))),
+            "scale_error": abs(scale - expected) / expected if expected > 0 else math.nan,
+        }
 
 
 @hookimpl
