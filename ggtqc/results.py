@@ -3,8 +3,8 @@
 - ``run.json``: what decides the results (filters, versions, options, thresholds, input).
   A rerun with the same configuration resumes; a different one needs ``--fresh``.
 - ``results.jsonl``: one JSON object per pair, appended and flushed to disk batch by
-  batch. A rerun skips the ids already there. A half-written last line (the process was
-  killed mid-write) is cut off before appending, so every pair ends with exactly one row.
+  batch (``ggtqc.rowlog``). A rerun skips the ids already there; a half-written last line
+  is cut off before appending, so every pair ends with exactly one row.
 - ``summary.json``: counts by verdict and reason over all rows, thresholds, versions and
   this invocation's timings; rewritten at the end of every run.
 - ``heatmaps/<filter>/<id>.png``: where a filter that rejected a pair saw it disagree
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from ggtqc.rowlog import LogError, RowLog, write_atomic
 
 RESULTS = "results.jsonl"
 HEATMAPS = "heatmaps"
@@ -57,46 +58,15 @@ class ResultsLog:
             raise ResumeError(f"{self.path} exists without {RUN}; rerun with --fresh or choose another --out")
         else:
             _write_atomic(run_path, json.dumps(run_config, indent=2, sort_keys=True) + "\n")
-        self.done = self._repair_and_read_ids()
-
-    def _repair_and_read_ids(self) -> set[str]:
-        """Ids already written; cuts a half-written last line off the log."""
-        if not self.path.exists():
-            return set()
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        tail = lines.pop()  # what follows the last newline: b"" unless a write was cut
-        ids = set()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                ids.add(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                raise ResumeError(
-                    f"{self.path} line {number} is not a result row; fix or remove it, or rerun with --fresh"
-                ) from None
-        if tail:
-            with self.path.open("r+b") as f:
-                try:
-                    ids.add(json.loads(tail)["id"])  # complete row, only its newline was lost
-                    f.seek(len(data))
-                    f.write(b"\n")
-                except (ValueError, KeyError, TypeError):
-                    f.truncate(len(data) - len(tail))
-                f.flush()
-                os.fsync(f.fileno())
-        return ids
+        self.log = RowLog(self.path)
+        try:
+            self.done = {row["id"] for row in self.log.rows()}
+        except LogError as e:
+            raise ResumeError(f"{e} (or rerun with --fresh)") from None
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Write ``rows`` and make them durable before returning."""
-        if not rows:
-            return
-        text = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        self.log.append(rows)
         self.done.update(row["id"] for row in rows)
 
     def save_heatmap(self, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
@@ -111,18 +81,11 @@ class ResultsLog:
         ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
         if not ok:
             raise OSError(f"could not encode the heatmap of {pair_id}")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        write_atomic(path, encoded.tobytes())
         return relative
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
+        return self.log.rows()
 
     def write_summary(self, extra: dict[str, Any]) -> dict[str, Any]:
         summary = {**count_rows(self.rows()), **extra}
@@ -148,6 +111,4 @@ def count_rows(rows) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))

@@ -42,7 +42,7 @@ def test_complete_last_row_missing_only_its_newline_is_kept(tmp_path):
 def test_damage_before_the_last_line_is_not_papered_over(tmp_path):
     ResultsLog(tmp_path, CONFIG)
     (tmp_path / "results.jsonl").write_text('{"id": "a"}\ngarbage\n{"id": "c"}\n')
-    with pytest.raises(ResumeError, match="line 2 is not a result row"):
+    with pytest.raises(ResumeError, match="line 2 is not a row"):
         ResultsLog(tmp_path, CONFIG)
 
 
