@@ -1,4 +1,4 @@
-"""Command line: ``ggtqc filter`` and ``ggtqc plugins``.
+"""Command line: ``ggtqc filter``, ``ggtqc generate`` and ``ggtqc plugins``.
 
 Errors the user can fix (flags, config, input layout, missing weights) end with a short
 message and exit code 2; a run that fails while working exits 1; a completed run exits 0,
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -123,6 +124,99 @@ def filter_command(
         click.echo(f"exported {exported} accepted pairs to {export_dir}")
 
 
+@cli.command("generate")
+@click.argument("lq_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Pairs folder to write (lq/, hq/, generation.jsonl).")
+@click.option("--generator", "generator_name", default="gemini", show_default=True, help="Generator plugin ('ggtqc plugins' lists them).")
+@click.option("--model", help="Image model [gemini: gemini-3.1-flash-image].")
+@click.option("--vlm-model", help="Model that writes adaptive prompts [gemini: gemini-3-flash].")
+@click.option("--prompt-mode", type=click.Choice(["adaptive", "fixed"]), help="Per-photo VLM prompt, or the fixed fidelity-first prompt [adaptive].")
+@click.option("--image-size", type=click.Choice(["1K", "2K", "4K"]), help="Output size class [1K].")
+@click.option("--base-url", envvar="GOOGLE_GEMINI_BASE_URL", help="API endpoint: a gateway, proxy or compatible server.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Photos in flight at once.")
+@click.option("--rpm", default=60.0, show_default=True, type=click.FloatRange(min=0), help="Requests per minute at most (0: no limit).")
+@click.option("--limit", type=click.IntRange(min=0), help="Send at most this many photos in this run.")
+@click.option("--overwrite", is_flag=True, help="Redo photos that already have a target.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and its cost estimate; send nothing.")
+@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any generator option, e.g. --set usd_per_image=0.1.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-photo lines on stderr.")
+def generate_command(
+    lq_dir: Path,
+    out: Path,
+    generator_name: str,
+    model: str | None,
+    vlm_model: str | None,
+    prompt_mode: str | None,
+    image_size: str | None,
+    base_url: str | None,
+    concurrency: int,
+    rpm: float,
+    limit: int | None,
+    overwrite: bool,
+    dry_run: bool,
+    extra: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Restore the photos in LQ_DIR with an image model and write an LQ/HQ pairs folder."""
+    from ggtqc import generate
+
+    host = load_host()
+    available = host.generators()
+    if generator_name not in available:
+        raise PluginError(f"unknown generator {generator_name!r} (available: {', '.join(sorted(available)) or 'none'})")
+    cls = available[generator_name].cls
+    flags = {"model": model, "vlm_model": vlm_model, "prompt_mode": prompt_mode, "image_size": image_size, "base_url": base_url}
+    settings = {key: value for key, value in flags.items() if value is not None}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {item!r}: expected KEY=VALUE")
+        settings[key.strip()] = value.strip()
+    for key, value in list(settings.items()):
+        if key not in cls.options:
+            raise click.UsageError(f"generator {generator_name!r} has no option {key!r} (options: {', '.join(cls.options)})")
+        settings[key] = _coerce(key, value, cls.options[key])
+    generator = cls(**settings)
+    options = generate.GenerateOptions(concurrency=concurrency, rpm=rpm, limit=limit, overwrite=overwrite)
+    the_plan = generate.plan(lq_dir, out, options)
+    estimate = generator.estimate(len(the_plan.todo))
+    if dry_run:
+        click.echo(json.dumps({
+            "photos": len(the_plan.photos), "done_before": len(the_plan.skipped), "to_send": len(the_plan.todo),
+            "generator": f"{cls.name} {cls.version}", "settings": generator.settings, "estimate": estimate,
+        }, indent=2))  # fmt: skip
+        return
+    missing = [r for r in generator.requirements() if not r.met]
+    if missing:
+        lines = "\n".join(f"  - {r.description}: {r.hint}" for r in missing)
+        raise PluginError(f"generator {generator_name!r} cannot run:\n{lines}")
+    generator.setup()
+
+    def show(row: dict) -> None:
+        if not quiet:
+            extra_text = f" ({row['reason']})" if row.get("reason") else ""
+            click.echo(f"{row['id']}: {row['status']}{extra_text}", err=True)
+
+    statuses = generate.run(the_plan, out, generator, options, on_row=show)
+    final = Counter(row["status"] for row in generate.last_rows(out).values())
+    click.echo(
+        f"{len(the_plan.todo)} sent, {len(the_plan.skipped)} done before; this run: "
+        + (", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "nothing")
+        + f"; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} -> {out / generate.LOG}"
+    )
+
+
+def _coerce(key: str, value: object, default: object) -> object:
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            return {"true": True, "false": False, "1": True, "0": False}[value.lower()]
+        return type(default)(value)
+    except (KeyError, ValueError):
+        raise click.UsageError(f"--set {key}={value}: expected {type(default).__name__} like {default!r}") from None
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins_command(as_json: bool) -> None:
@@ -143,8 +237,12 @@ def plugins_command(as_json: bool) -> None:
                 "fields": [{"name": f.name, "better": f.better, "threshold": f.threshold, "help": f.help} for f in cls.fields],
             }
         )
+    generators = [
+        {"name": name, "version": entry.cls.version, "plugin": entry.plugin, "package": entry.package, "options": dict(entry.cls.options)}
+        for name, entry in sorted(host.generators().items())
+    ]
     if as_json:
-        click.echo(json.dumps({"filters": listing, "failed": host.failures}, indent=2))
+        click.echo(json.dumps({"filters": listing, "generators": generators, "failed": host.failures}, indent=2))
         return
     for item in listing:
         weights = ", ".join(item["weights"]) or "none"
@@ -152,6 +250,10 @@ def plugins_command(as_json: bool) -> None:
         for f in item["fields"]:
             rule = "record only" if f["threshold"] is None else f"{'>=' if f['better'] == 'higher' else '<='} {f['threshold']:g}"
             click.echo(f"    {f['name']:<18} {rule:<14} {f['help']}")
+        for option, default in item["options"].items():
+            click.echo(f"    option {option} = {default!r}")
+    for item in generators:
+        click.echo(f"generator {item['name']} {item['version']}  ({item['package']})")
         for option, default in item["options"].items():
             click.echo(f"    option {option} = {default!r}")
     for name, reason in host.failures.items():

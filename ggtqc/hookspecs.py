@@ -21,3 +21,12 @@ def ggtqc_register_filters(register: Callable[..., None]) -> None:
     The class must subclass :class:`ggtqc.filters.Filter`. The host owns naming: two
     filters with the same ``name`` stop the run with an error that names both plugins.
     """
+
+
+@hookspec
+def ggtqc_register_generators(register: Callable[..., None]) -> None:
+    """Register generator classes: call ``register(GeneratorClass)`` once for each.
+
+    The class must subclass :class:`ggtqc.generators.Generator`; names must be unique, as
+    for filters.
+    """

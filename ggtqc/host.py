@@ -1,4 +1,4 @@
-"""The one plugin manager: loads plugins, collects their filters, resolves ``--plugins``.
+"""The one plugin manager: loads plugins, collects filters and generators, resolves ``--plugins``.
 
 Plugins come from the ``ggtqc`` entry-point group, built-ins included (ggtqc's own
 pyproject declares them there). ``GGTQC_LOAD_PLUGINS`` is an allow-list of entry-point
@@ -18,6 +18,7 @@ import pluggy
 
 from ggtqc import hookspecs
 from ggtqc.filters import Field, Filter
+from ggtqc.generators import Generator
 
 ENTRY_POINT_GROUP = "ggtqc"
 ALLOW_LIST_VARIABLE = "GGTQC_LOAD_PLUGINS"
@@ -28,8 +29,10 @@ class PluginError(Exception):
 
 
 @dataclass(frozen=True)
-class FilterEntry:
-    cls: type[Filter]
+class Entry:
+    """A registered filter or generator class and where it came from."""
+
+    cls: type
     plugin: str
     package: str
     """Distribution that provides the plugin, as ``name version``."""
@@ -65,21 +68,29 @@ class Host:
                 continue
             self.register(plugin, ep.name, package)
 
-    def filters(self) -> dict[str, FilterEntry]:
+    def filters(self) -> dict[str, Entry]:
         """Every registered filter by name."""
-        found: dict[str, FilterEntry] = {}
-        for impl in self.manager.hook.ggtqc_register_filters.get_hookimpls():
+        return self._collect(self.manager.hook.ggtqc_register_filters, Filter, _check_filter_class)
+
+    def generators(self) -> dict[str, Entry]:
+        """Every registered generator by name."""
+        return self._collect(self.manager.hook.ggtqc_register_generators, Generator, _check_generator_class)
+
+    def _collect(self, hook: pluggy.HookCaller, base: type, check: Callable) -> dict[str, Entry]:
+        kind = base.__name__.lower()
+        found: dict[str, Entry] = {}
+        for impl in hook.get_hookimpls():
             plugin = impl.plugin_name
 
-            def register(cls: type[Filter], _plugin: str = plugin) -> None:
-                _check_filter_class(cls, _plugin)
+            def register(cls: type, _plugin: str = plugin) -> None:
+                check(cls, _plugin)
                 if cls.name in found:
                     raise PluginError(
-                        f"filter name {cls.name!r} is registered by both plugin "
+                        f"{kind} name {cls.name!r} is registered by both plugin "
                         f"{found[cls.name].plugin!r} and plugin {_plugin!r}; uninstall or block one "
                         f"(set {ALLOW_LIST_VARIABLE})"
                     )
-                found[cls.name] = FilterEntry(cls, _plugin, self.packages.get(_plugin, "?"))
+                found[cls.name] = Entry(cls, _plugin, self.packages.get(_plugin, "?"))
 
             _call(impl, register)
         return found
@@ -102,6 +113,15 @@ def _call(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
     impl.function(*(kwargs[name] for name in impl.argnames))
 
 
+def _check_generator_class(cls: object, plugin: str) -> None:
+    where = f"plugin {plugin!r} registered {cls!r}"
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise PluginError(f"{where}, which is not a ggtqc.generators.Generator subclass")
+    for attr in ("name", "version"):
+        if not getattr(cls, attr, None):
+            raise PluginError(f"{where} without a {attr!r}")
+
+
 def _check_filter_class(cls: object, plugin: str) -> None:
     where = f"plugin {plugin!r} registered {cls!r}"
     if not (isinstance(cls, type) and issubclass(cls, Filter)):
@@ -116,7 +136,7 @@ def _check_filter_class(cls: object, plugin: str) -> None:
         raise PluginError(f"{where}: field names repeat")
 
 
-def select_filters(spec: str, available: dict[str, FilterEntry]) -> list[str]:
+def select_filters(spec: str, available: dict[str, Entry]) -> list[str]:
     """Resolve ``--plugins``: ``all``, a comma list, or ``all,-name`` exclusions.
 
     Returns names in run order: cheap filters first.
@@ -143,7 +163,7 @@ def select_filters(spec: str, available: dict[str, FilterEntry]) -> list[str]:
     return sorted(names, key=lambda n: (available[n].cls.cost, n))
 
 
-def _unknown(name: str, available: dict[str, FilterEntry]) -> str:
+def _unknown(name: str, available: dict[str, Entry]) -> str:
     close = difflib.get_close_matches(name, list(available), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown filter {name!r}{hint} (available: {', '.join(sorted(available)) or 'none'}; see 'ggtqc plugins')"

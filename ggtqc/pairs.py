@@ -78,8 +78,8 @@ def find_sides(root: Path) -> tuple[Path, Path]:
 
 def discover_folder(root: Path) -> list[Pair]:
     lq_dir, hq_dir = find_sides(root)
-    lq_files = _images_by_id(lq_dir)
-    hq_files = _images_by_id(hq_dir)
+    lq_files = images_by_id(lq_dir)
+    hq_files = images_by_id(hq_dir)
     pairs = []
     for pair_id in sorted(lq_files.keys() | hq_files.keys()):
         lq = lq_files.get(pair_id, [])
@@ -97,7 +97,7 @@ def discover_folder(root: Path) -> list[Pair]:
     return pairs
 
 
-def _images_by_id(side: Path) -> dict[str, list[Path]]:
+def images_by_id(side: Path) -> dict[str, list[Path]]:
     by_id: dict[str, list[Path]] = defaultdict(list)
     for folder, dirs, files in os.walk(side):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -18,7 +18,7 @@ import torch
 
 from ggtqc.batch import Batch, LoadedPair, load_batches
 from ggtqc.filters import Filter, Scores
-from ggtqc.host import FilterEntry, PluginError
+from ggtqc.host import Entry, PluginError
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Pair
 from ggtqc.results import ResultsLog
@@ -29,7 +29,7 @@ class Stage:
     """A configured filter in the run, with its thresholds and this run's timing."""
 
     filter: Filter
-    entry: FilterEntry
+    entry: Entry
     thresholds: dict[str, float | None]
     seconds: float = 0.0
     pairs: int = 0

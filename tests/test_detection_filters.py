@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, photos
 from ggtqc.batch import Batch, LoadedPair
 from ggtqc.filters import Scores
-from ggtqc.host import FilterEntry
+from ggtqc.host import Entry
 from ggtqc.pairs import Pair
 from ggtqc.plugins.artifacts import Artifacts
 from ggtqc.plugins.color import Color
@@ -206,7 +206,7 @@ def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene):
 def test_scores_do_not_depend_on_batching(scene, cls):
     cases = [(degrade.haze(scene), scene), (degrade.rain(scene[:200]), pasted(scene)[:200]), (degrade.mixed(scene), scene[:, ::-1])]
     pairs = [LoadedPair(Pair(str(k), Path("l"), Path("h"), Path(".")), lq, np.ascontiguousarray(hq)) for k, (lq, hq) in enumerate(cases)]
-    stage = Stage(cls(), FilterEntry(cls, cls.name, "ggtqc"), {f.name: f.threshold for f in cls.fields})
+    stage = Stage(cls(), Entry(cls, cls.name, "ggtqc"), {f.name: f.threshold for f in cls.fields})
     cpu = torch.device("cpu")
     together = score_batch(pairs, [stage], True, cpu)
     alone = [score_batch([p], [stage], True, cpu)[0] for p in pairs]

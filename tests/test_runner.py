@@ -7,7 +7,7 @@ import torch
 
 from ggtqc import Field, Filter, WeightFile
 from ggtqc.batch import LoadedPair
-from ggtqc.host import FilterEntry, PluginError
+from ggtqc.host import Entry, PluginError
 from ggtqc.pairs import Pair
 from ggtqc.plugins.resolution import Resolution
 from ggtqc.runner import Stage, check_ready, score_batch
@@ -21,7 +21,7 @@ def loaded(pair_id, lq_shape, hq_shape, fill=100):
 
 
 def stage(cls, **thresholds):
-    return Stage(cls(), FilterEntry(cls, "test", "test 0"), {f.name: thresholds.get(f.name, f.threshold) for f in cls.fields})
+    return Stage(cls(), Entry(cls, "test", "test 0"), {f.name: thresholds.get(f.name, f.threshold) for f in cls.fields})
 
 
 class Brightness(Filter):

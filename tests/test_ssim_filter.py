@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO, photos
 from ggtqc.batch import Batch
-from ggtqc.host import FilterEntry
+from ggtqc.host import Entry
 from ggtqc.plugins.ssim import SSIM, plan
 from ggtqc.runner import Stage, score_batch
 from ggtqc.batch import LoadedPair
@@ -114,7 +114,7 @@ def test_scores_do_not_depend_on_batching(scene):
             [(degrade.haze(scene), scene), (degrade.rain(scene[:200]), scene[:200]), (scene, scene[:, ::-1].copy())]
         )
     ]
-    stage = Stage(SSIM(), FilterEntry(SSIM, "ssim", "ggtqc"), {f.name: f.threshold for f in SSIM.fields})
+    stage = Stage(SSIM(), Entry(SSIM, "ssim", "ggtqc"), {f.name: f.threshold for f in SSIM.fields})
     stage.filter.setup(torch.device("cpu"))
     together = score_batch(pairs, [stage], True, torch.device("cpu"))
     assert together == [score_batch([p], [stage], True, torch.device("cpu"))[0] for p in pairs]

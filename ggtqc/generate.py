@@ -1,0 +1,163 @@
+"""``ggtqc generate``: LQ photos in, an LQ/HQ pairs folder out, one row per photo.
+
+``PAIRS/lq/<id><ext>`` is the original file copied byte for byte, ``PAIRS/hq/<id>.png``
+(or the extension of whatever format came back) holds the target's bytes exactly as
+returned, and ``PAIRS/generation.jsonl`` gets a row per attempt at a photo: the last row of
+an id is its status. Files are written through a temporary name and a rename before their
+row, so a killed run leaves no half-written target, and a rerun skips every photo whose
+last row is ``ok`` and whose target exists (``overwrite`` redoes them). Photos run
+``concurrency`` at a time; API requests are spaced to stay under ``rpm`` per minute.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ggtqc.generators import FAILED, OK, Generation, Generator, Photo
+from ggtqc.pairs import PairsError, images_by_id
+from ggtqc.rowlog import RowLog, write_atomic
+
+LOG = "generation.jsonl"
+INVALID_INPUT = "invalid input"  # the LQ photo itself cannot be read; nothing was sent
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+
+@dataclass
+class GenerateOptions:
+    concurrency: int = 4
+    rpm: float = 60.0
+    limit: int | None = None
+    overwrite: bool = False
+
+
+class RateLimiter:
+    """Spaces request starts at least ``60 / rpm`` seconds apart, across threads."""
+
+    def __init__(self, rpm: float) -> None:
+        self.interval = 60.0 / rpm if rpm > 0 else 0.0
+        self.lock = threading.Lock()
+        self.next_start = time.monotonic()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
+@dataclass
+class Plan:
+    photos: dict[str, Path]
+    skipped: list[str]  # done before: ok row and target present
+    todo: list[str]
+    problems: dict[str, str]  # ids that cannot be sent, with why
+
+
+def plan(lq_dir: Path, out: Path, options: GenerateOptions) -> Plan:
+    if not lq_dir.is_dir():
+        raise PairsError(f"{lq_dir} is not a folder of LQ photos")
+    found = images_by_id(lq_dir)
+    photos = {pair_id: paths[0] for pair_id, paths in sorted(found.items())}
+    problems = {
+        pair_id: f"ambiguous: several files for this id ({', '.join(p.name for p in paths)})"
+        for pair_id, paths in found.items()
+        if len(paths) > 1
+    }
+    last = last_rows(out)
+    skipped = [
+        pair_id
+        for pair_id in photos
+        if not options.overwrite and last.get(pair_id, {}).get("status") == OK and (out / last[pair_id]["hq"]).is_file()
+    ]
+    done = set(skipped)
+    todo = [pair_id for pair_id in photos if pair_id not in done]
+    if options.limit is not None:
+        todo = todo[: options.limit]
+    return Plan(photos, skipped, todo, problems)
+
+
+def last_rows(out: Path) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in RowLog(out / LOG).rows()} if (out / LOG).exists() else {}
+
+
+def run(
+    the_plan: Plan,
+    out: Path,
+    generator: Generator,
+    options: GenerateOptions,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> Counter:
+    (out / "lq").mkdir(parents=True, exist_ok=True)
+    (out / "hq").mkdir(parents=True, exist_ok=True)
+    for stale in list((out / "lq").rglob(".*.part")) + list((out / "hq").rglob(".*.part")):
+        stale.unlink()  # left by a killed run: never a finished file
+    log = RowLog(out / LOG)
+    limiter = RateLimiter(options.rpm)
+    generator.before_request = limiter.wait
+    statuses: Counter = Counter()
+    with ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="ggtqc-generate") as pool:
+        futures = [pool.submit(restore_one, pair_id, the_plan.photos[pair_id], out, generator, the_plan.problems) for pair_id in the_plan.todo]
+        for future in as_completed(futures):
+            row = future.result()
+            log.append([row])  # one writer: this thread
+            statuses[row["status"]] += 1
+            on_row(row)
+    return statuses
+
+
+def restore_one(pair_id: str, path: Path, out: Path, generator: Generator, problems: dict[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    row: dict[str, Any] = {"id": pair_id, "lq": f"lq/{pair_id}{path.suffix.lower()}", "hq": None}
+    photo, reason = read_photo(pair_id, path)
+    if pair_id in problems or photo is None:
+        row.update(status=INVALID_INPUT, reason=problems.get(pair_id) or reason)
+        return _finish(row, generator, started)
+    try:
+        result = generator.generate(photo)
+    except Exception as error:  # a generator must not raise; one that does fails this photo only
+        result = Generation(FAILED, reason=f"generator {generator.name} raised {type(error).__name__}: {error}")
+    row.update(status=result.status, reason=result.reason, **result.details)
+    if result.status == OK:
+        extension = EXTENSIONS.get(result.mime_type or "", mimetypes.guess_extension(result.mime_type or "") or ".png")
+        hq = out / "hq" / f"{pair_id}{extension}"
+        hq.parent.mkdir(parents=True, exist_ok=True)
+        for other in hq.parent.glob(f"{hq.stem}.*"):
+            if other != hq:
+                other.unlink()  # an earlier target in another format would make the id ambiguous
+        write_atomic(hq, result.image)
+        lq = out / row["lq"]
+        if lq.resolve() != path.resolve():
+            lq.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(lq, path.read_bytes())  # the original, byte for byte
+        row["hq"] = hq.relative_to(out).as_posix()
+    return _finish(row, generator, started)
+
+
+def _finish(row: dict[str, Any], generator: Generator, started: float) -> dict[str, Any]:
+    row["generator"] = f"{generator.name} {generator.version}"
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    return row
+
+
+def read_photo(pair_id: str, path: Path) -> tuple[Photo | None, str | None]:
+    try:
+        data = path.read_bytes()
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # shown rotated by 90 degrees
+                width, height = height, width
+            mime = Image.MIME.get(image.format or "", "application/octet-stream")
+    except (OSError, UnidentifiedImageError) as error:
+        return None, f"lq: cannot read the photo ({type(error).__name__})"
+    return Photo(pair_id, data, mime, width, height), None

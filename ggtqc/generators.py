@@ -1,0 +1,81 @@
+"""The generator contract: turn one low-quality photo into a restored target.
+
+A generator restores one photo per call and may be called from several threads at once.
+It never raises for a photo that fails: it returns a :class:`Generation` whose ``status``
+names what went wrong, so the runner can write a row for every photo and retry failures
+on the next run. Settings work as for filters: declared ``options`` with defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# Statuses a generation ends with. Only "ok" is final; the others are retried next run.
+OK = "ok"
+BLOCKED = "blocked"  # the service refused the prompt or the output (safety)
+NO_IMAGE = "no image"  # it answered without an image
+INVALID_IMAGE = "invalid image"  # it answered with bytes that do not decode
+REJECTED = "request rejected"  # 4xx other than rate limiting: retrying will not help
+FAILED = "failed after retries"  # timeouts, 429 and 5xx beyond the retry budget
+STATUSES = (OK, BLOCKED, NO_IMAGE, INVALID_IMAGE, REJECTED, FAILED)
+
+
+@dataclass
+class Photo:
+    """One LQ photo to restore."""
+
+    id: str
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass
+class Generation:
+    status: str
+    image: bytes | None = None
+    """The target's bytes exactly as returned (never re-encoded)."""
+    mime_type: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    """Anything worth keeping in the row: models, prompt, analysis, usage, attempts, cost."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something a generator needs before it can run (a credential, a package)."""
+
+    description: str
+    met: bool
+    hint: str = ""
+
+
+class Generator:
+    name: ClassVar[str]
+    version: ClassVar[str]
+    options: ClassVar[Mapping[str, bool | int | float | str]] = {}
+
+    def __init__(self, **settings: bool | int | float | str) -> None:
+        unknown = sorted(set(settings) - set(self.options))
+        if unknown:
+            raise ValueError(f"generator {self.name!r} has no option {unknown[0]!r}")
+        self.settings = {**self.options, **settings}
+        self.before_request: Callable[[], None] = lambda: None
+        """Called before each request to a service; the runner sets it to its rate limiter."""
+
+    def requirements(self) -> Sequence[Requirement]:
+        """What must be in place before any photo is sent; checked, never fetched."""
+        return ()
+
+    def setup(self) -> None:
+        """Create clients; called once after the requirements are met."""
+
+    def estimate(self, photo_count: int) -> dict[str, Any]:
+        """The plan's cost estimate for ``--dry-run``: at least ``usd`` (or None if unknown)."""
+        return {"usd": None}
+
+    def generate(self, photo: Photo) -> Generation:
+        raise NotImplementedError

@@ -1,0 +1,210 @@
+"""``ggtqc generate`` through the real google-genai client against a fake Gemini server."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import GGTQC, photos, read_rows, run_cli, save_rgb
+from fake_gemini import FakeGemini
+from ggtqc.images import decode_image
+from ggtqc.plugins.gemini import FIXED_PROMPT, nearest_aspect_ratio
+
+KEY = "AIzaFAKE-test-key-0123456789"
+
+
+@pytest.fixture()
+def lq_dir(tmp_path):
+    folder = tmp_path / "photos"
+    for k, image in enumerate(photos()[:4]):
+        save_rgb(folder / f"set{k % 2}" / f"photo{k}.jpg", cv2.resize(image, (96 + 16 * k, 64 + 8 * k)), IMWRITE_JPEG_QUALITY=80)
+    return folder
+
+
+def photo_bytes(lq_dir, name):
+    return next(lq_dir.rglob(f"{name}.jpg")).read_bytes()
+
+
+def generate(fake, lq_dir, out, *args, env=None, key=KEY):
+    environment = {"GEMINI_API_KEY": key} if key else {"GEMINI_API_KEY": "", "GOOGLE_API_KEY": ""}
+    return run_cli(
+        "generate", str(lq_dir), "--out", str(out), "--base-url", fake.url, "--set", "retry_initial_delay_s=0.01",
+        "--rpm", "0", *args, env={**environment, **(env or {})},
+    )  # fmt: skip
+
+
+def last_rows(out):
+    return {row["id"]: row for row in (json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines())}
+
+
+def test_success_writes_a_pairs_folder_that_filter_reads(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        result = generate(fake, lq_dir, out)
+    assert result.returncode == 0, result.stderr
+    rows = last_rows(out)
+    assert sorted(rows) == ["set0/photo0", "set0/photo2", "set1/photo1", "set1/photo3"]
+    for pair_id, row in rows.items():
+        assert row["status"] == "ok" and row["hq"] == f"hq/{pair_id}.png"
+        assert (out / row["lq"]).read_bytes() == next(lq_dir.glob(f"{pair_id}.jpg")).read_bytes()  # copied unchanged
+        assert decode_image(out / row["hq"]).shape[:2] == tuple(2 * v for v in decode_image(out / row["lq"]).shape[:2])
+        assert row["analysis"]["degradations"] == ["noise", "blur"]
+        assert row["prompt"].startswith("Remove the noise and blur from this photo.")
+        assert row["model"] == "gemini-3.1-flash-image" and row["vlm_model"] == "gemini-3-flash"
+        assert row["usage"] == {"input_tokens": 2240, "text_output_tokens": 250, "image_output_tokens": 1290}
+        assert row["cost_usd"] == pytest.approx(0.067 + 2240 * 0.5e-6 + 250 * 3e-6)
+    assert rows["set0/photo0"]["aspect_ratio"] == "3:2"  # 96x64
+    image_requests = [r["body"] for r in fake.requests if r["kind"] == "image"]
+    assert all(b["generationConfig"]["responseModalities"] == ["IMAGE"] for b in image_requests)
+    assert {b["generationConfig"]["imageConfig"]["imageSize"] for b in image_requests} == {"1K"}
+    vlm_requests = [r["body"] for r in fake.requests if r["kind"] == "vlm"]
+    assert all(b["generationConfig"]["responseMimeType"] == "application/json" for b in vlm_requests)
+    assert fake.keys_seen == {KEY}  # the SDK sent the key from the environment
+
+    filtered = run_cli("filter", str(out), "-q", "--plugins", "resolution,ssim", "--out", str(tmp_path / "qc"))
+    assert filtered.returncode == 0, filtered.stderr
+    assert {row["id"] for row in read_rows(tmp_path / "qc")} == set(rows)
+
+
+@pytest.mark.parametrize(
+    "behaviours,status,image_requests",
+    [
+        (("429", "ok"), "ok", 2),  # the SDK retries 429
+        (("503",), "failed after retries", 3),  # attempts=3, all 5xx
+        (("blocked",), "blocked", 1),
+        (("image_safety",), "blocked", 1),
+        (("no_image",), "no image", 3),  # 1 + no_image_retries=2
+        (("garbage",), "invalid image", 1),
+        (("400",), "request rejected", 1),  # not retried
+    ],
+)
+def test_each_failure_gets_its_own_status(tmp_path, lq_dir, behaviours, status, image_requests):
+    out = tmp_path / "pairs"
+    target = photo_bytes(lq_dir, "photo1")
+    with FakeGemini() as fake:
+        fake.on(target, "image", *behaviours)
+        result = generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--set", "attempts=3")
+        calls = fake.calls
+    assert result.returncode == 0, result.stderr
+    row = last_rows(out)["set1/photo1"]
+    assert row["status"] == status, row
+    assert calls[(hashlib.sha256(target).hexdigest(), "image")] == image_requests
+    if status == "ok":
+        assert decode_image(out / row["hq"]) is not None
+    else:
+        assert row["hq"] is None and row["reason"]
+        assert not list((out / "hq").rglob("photo1*"))  # never a file for a failed photo
+    assert {r["status"] for i, r in last_rows(out).items() if i != "set1/photo1"} == {"ok"}
+
+
+def test_an_unparseable_vlm_answer_falls_back_to_the_fixed_prompt(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.on(photo_bytes(lq_dir, "photo2"), "vlm", "prose")
+        assert generate(fake, lq_dir, out).returncode == 0
+    row = last_rows(out)["set0/photo2"]
+    assert row["status"] == "ok" and row["prompt"] == FIXED_PROMPT
+    assert "did not parse" in row["prompt_fallback"] and row["vlm_answer"].startswith("This photo looks noisy")
+
+
+def test_reruns_send_nothing_for_finished_photos_and_retry_failures(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    flaky = photo_bytes(lq_dir, "photo3")
+    with FakeGemini() as fake:
+        fake.on(flaky, "image", "503", "503", "ok")  # fails the first run (attempts=2), then works
+        assert generate(fake, lq_dir, out, "--set", "attempts=2").returncode == 0
+        assert last_rows(out)["set1/photo3"]["status"] == "failed after retries"
+        first = len(fake.requests)
+        again = generate(fake, lq_dir, out, "--set", "attempts=2")
+        assert again.returncode == 0, again.stderr
+        resent = fake.requests[first:]
+        assert len(resent) == 2 and "1 sent, 3 done before" in again.stdout  # vlm + image, for photo3 only
+        assert last_rows(out)["set1/photo3"]["status"] == "ok"
+        third = generate(fake, lq_dir, out)
+        assert len(fake.requests) == first + 2 and "0 sent, 4 done before" in third.stdout
+        overwrite = generate(fake, lq_dir, out, "--overwrite", "--limit", "1")
+        assert overwrite.returncode == 0 and len(fake.requests) == first + 4
+
+
+def test_a_killed_run_resumes_without_repeats_or_partial_files(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    for k in range(4, 10):  # ten photos in all
+        save_rgb(lq_dir / f"more/photo{k}.jpg", cv2.resize(photos()[k % 6], (80 + k, 60)), IMWRITE_JPEG_QUALITY=80)
+    with FakeGemini(delay=0.25) as fake:
+        command = [str(GGTQC), "generate", str(lq_dir), "--out", str(out), "--base-url", fake.url, "--prompt-mode", "fixed", "--concurrency", "1", "--rpm", "0", "-q"]
+        process = subprocess.Popen(command, env={**os.environ, "GEMINI_API_KEY": KEY})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log = out / "generation.jsonl"
+            if log.exists() and log.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        done_before = {i for i, row in last_rows(out).items() if row["status"] == "ok"}
+        assert 3 <= len(done_before) < 10
+        requested_before = len(fake.requests)
+        resumed = generate(fake, lq_dir, out, "--prompt-mode", "fixed")
+        assert resumed.returncode == 0, resumed.stderr
+        resent_photos = [r["body"]["contents"][0]["parts"][0]["inlineData"]["data"][:40] for r in fake.requests[requested_before:]]
+    assert len(resent_photos) == 10 - len(done_before)  # one request per unfinished photo, none for done ones
+    rows = last_rows(out)
+    assert len(rows) == 10 and all(row["status"] == "ok" for row in rows.values())
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    for row in rows.values():
+        decode_image(out / row["hq"])  # every target is whole
+
+
+def test_concurrency_and_request_rate_are_bounded(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini(delay=0.3) as fake:
+        assert generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--concurrency", "2").returncode == 0
+        assert fake.max_in_flight == 2
+    with FakeGemini() as fake:
+        started = time.monotonic()
+        assert generate(fake, lq_dir, tmp_path / "paced", "--prompt-mode", "fixed", "--rpm", "300").returncode == 0
+        assert len(fake.requests) == 4 and time.monotonic() - started >= 3 * 60 / 300  # 4 starts, 0.2 s apart
+
+
+def test_the_key_never_reaches_output_files_or_logs(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.on(photo_bytes(lq_dir, "photo0"), "image", "400")
+        fake.on(photo_bytes(lq_dir, "photo1"), "image", "garbage")
+        result = generate(fake, lq_dir, out)
+    texts = [result.stdout, result.stderr] + [p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file()]
+    assert all(KEY not in text for text in texts)
+
+
+def test_missing_key_stops_before_any_request_and_dry_run_needs_none(tmp_path, lq_dir):
+    with FakeGemini() as fake:
+        blocked = generate(fake, lq_dir, tmp_path / "pairs", key=None)
+        assert blocked.returncode == 2 and "GEMINI_API_KEY" in blocked.stderr and not fake.requests
+        plan = generate(fake, lq_dir, tmp_path / "pairs", "--dry-run", key=None)
+        assert plan.returncode == 0 and not fake.requests
+    planned = json.loads(plan.stdout)
+    assert planned["to_send"] == 4 and planned["estimate"]["usd"] == pytest.approx(4 * planned["estimate"]["usd_per_photo"], abs=1e-4)
+    assert not (tmp_path / "pairs" / "generation.jsonl").exists()
+
+
+def test_bad_options_are_one_line_errors(tmp_path, lq_dir):
+    with FakeGemini() as fake:
+        for args, message in [
+            (["--set", "nonsense=1"], "has no option 'nonsense'"),
+            (["--set", "attempts=many"], "expected int"),
+            (["--image-size", "8K"], "'8K' is not one of"),
+            (["--generator", "dalle"], "unknown generator 'dalle'"),
+        ]:
+            result = generate(fake, lq_dir, tmp_path / "pairs", *args)
+            assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("size,ratio", [((1024, 1024), "1:1"), ((1200, 800), "3:2"), ((800, 1200), "2:3"), ((1920, 1080), "16:9"), ((2560, 1080), "21:9"), ((1000, 780), "5:4")])
+def test_nearest_aspect_ratio(size, ratio):
+    assert nearest_aspect_ratio(*size) == ratio
