@@ -138,6 +138,8 @@ def filter_command(
 @click.option("--limit", type=click.IntRange(min=0), help="Send at most this many photos in this run.")
 @click.option("--overwrite", is_flag=True, help="Redo photos that already have a target.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its cost estimate; send nothing.")
+@click.option("--batch", is_flag=True, help="Use the asynchronous Batch API (half price): collect finished jobs, submit the rest.")
+@click.option("--batch-job-size", default=50, show_default=True, type=click.IntRange(min=1), help="Photos per batch job (keep jobs small).")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any generator option, e.g. --set usd_per_image=0.1.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-photo lines on stderr.")
 def generate_command(
@@ -154,6 +156,8 @@ def generate_command(
     limit: int | None,
     overwrite: bool,
     dry_run: bool,
+    batch: bool,
+    batch_job_size: int,
     extra: tuple[str, ...],
     quiet: bool,
 ) -> None:
@@ -197,6 +201,15 @@ def generate_command(
             extra_text = f" ({row['reason']})" if row.get("reason") else ""
             click.echo(f"{row['id']}: {row['status']}{extra_text}", err=True)
 
+    if batch:
+        report = generate.run_batch(the_plan, out, generator, batch_job_size, on_row=show)
+        final = Counter(row["status"] for row in generate.last_rows(out).values())
+        click.echo(
+            f"collected {report['collected']} photos; {len(report['running'])} jobs still running; "
+            f"submitted {len(report['submitted'])} jobs; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} "
+            f"-> {out / generate.LOG} (run again with --batch to collect)"
+        )
+        return
     statuses = generate.run(the_plan, out, generator, options, on_row=show)
     final = Counter(row["status"] for row in generate.last_rows(out).values())
     click.echo(

@@ -129,19 +129,24 @@ def restore_one(pair_id: str, path: Path, out: Path, generator: Generator, probl
         result = Generation(FAILED, reason=f"generator {generator.name} raised {type(error).__name__}: {error}")
     row.update(status=result.status, reason=result.reason, **result.details)
     if result.status == OK:
-        extension = EXTENSIONS.get(result.mime_type or "", mimetypes.guess_extension(result.mime_type or "") or ".png")
-        hq = out / "hq" / f"{pair_id}{extension}"
-        hq.parent.mkdir(parents=True, exist_ok=True)
-        for other in hq.parent.glob(f"{hq.stem}.*"):
-            if other != hq:
-                other.unlink()  # an earlier target in another format would make the id ambiguous
-        write_atomic(hq, result.image)
-        lq = out / row["lq"]
-        if lq.resolve() != path.resolve():
-            lq.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(lq, path.read_bytes())  # the original, byte for byte
-        row["hq"] = hq.relative_to(out).as_posix()
+        row["hq"] = _write_pair(out, pair_id, path, result)
     return _finish(row, generator, started)
+
+
+def _write_pair(out: Path, pair_id: str, path: Path, result: Generation) -> str:
+    """Write the target as returned and the original LQ next to it; the target's relative path."""
+    extension = EXTENSIONS.get(result.mime_type or "", mimetypes.guess_extension(result.mime_type or "") or ".png")
+    hq = out / "hq" / f"{pair_id}{extension}"
+    hq.parent.mkdir(parents=True, exist_ok=True)
+    for other in hq.parent.glob(f"{hq.stem}.*"):
+        if other != hq:
+            other.unlink()  # an earlier target in another format would make the id ambiguous
+    write_atomic(hq, result.image)
+    lq = out / "lq" / f"{pair_id}{path.suffix.lower()}"
+    if lq.resolve() != path.resolve():
+        lq.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(lq, path.read_bytes())  # the original, byte for byte
+    return hq.relative_to(out).as_posix()
 
 
 def _finish(row: dict[str, Any], generator: Generator, started: float) -> dict[str, Any]:
@@ -161,3 +166,80 @@ def read_photo(pair_id: str, path: Path) -> tuple[Photo | None, str | None]:
     except (OSError, UnidentifiedImageError) as error:
         return None, f"lq: cannot read the photo ({type(error).__name__})"
     return Photo(pair_id, data, mime, width, height), None
+
+
+# --- Batch mode --------------------------------------------------------------------------
+
+JOBS = "batch_jobs.jsonl"
+DONE_STATES = ("collected", "closed")
+
+
+def open_jobs(out: Path) -> dict[str, dict[str, Any]]:
+    """Submitted jobs whose results have not been written yet, by job name."""
+    path = out / JOBS
+    last = {row["id"]: row for row in RowLog(path).rows()} if path.exists() else {}
+    return {name: row for name, row in last.items() if row["state"] not in DONE_STATES}
+
+
+def run_batch(
+    the_plan: Plan,
+    out: Path,
+    generator: Generator,
+    job_size: int,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> dict[str, Any]:
+    """Collect finished jobs, then submit the photos no job holds, ``job_size`` per job.
+
+    A photo whose result arrived in this run, failed or not, is not sent again in it.
+
+    Job names and what was sent are saved in ``PAIRS/batch_jobs.jsonl`` before anything
+    else, so a later run (``ggtqc generate --batch`` again) collects them.
+    """
+    (out / "lq").mkdir(parents=True, exist_ok=True)
+    (out / "hq").mkdir(parents=True, exist_ok=True)
+    jobs = RowLog(out / JOBS)
+    log = RowLog(out / LOG)
+    report: dict[str, Any] = {"collected": 0, "running": [], "submitted": []}
+    answered: set[str] = set()  # photos whose result arrived in this run: failures wait for the next
+    for name, job in open_jobs(out).items():
+        state = generator.collect_batch(name, job["details"])
+        if isinstance(state, str):
+            if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
+                for pair_id in job["photos"]:
+                    row = _batch_row(pair_id, the_plan, out, generator, Generation(FAILED, reason=f"batch job {name} ended {state}"), job)
+                    log.append([row])
+                    on_row(row)
+                    answered.add(pair_id)
+                jobs.append([{"id": name, "state": "closed", "job_state": state}])
+            else:
+                report["running"].append(name)
+            continue
+        for pair_id in job["photos"]:
+            result = state.get(pair_id, Generation(FAILED, reason=f"batch job {name} returned nothing for it"))
+            row = _batch_row(pair_id, the_plan, out, generator, result, job)
+            log.append([row])
+            on_row(row)
+            answered.add(pair_id)
+            report["collected"] += 1
+        jobs.append([{"id": name, "state": "collected"}])
+    held = {pair_id for job in open_jobs(out).values() for pair_id in job["photos"]}
+    waiting = [i for i in the_plan.todo if i not in held and i not in answered and i not in the_plan.problems]
+    for start in range(0, len(waiting), job_size):
+        chunk = waiting[start : start + job_size]
+        photos = [photo for photo, _ in (read_photo(i, the_plan.photos[i]) for i in chunk) if photo is not None]
+        if not photos:
+            continue
+        name, details = generator.submit_batch(photos)
+        jobs.append([{"id": name, "state": "submitted", "photos": [p.id for p in photos], "details": details}])
+        report["submitted"].append(name)
+    return report
+
+
+def _batch_row(pair_id: str, the_plan: Plan, out: Path, generator: Generator, result: Generation, job: dict) -> dict[str, Any]:
+    path = the_plan.photos.get(pair_id)
+    row: dict[str, Any] = {"id": pair_id, "lq": f"lq/{pair_id}{path.suffix.lower() if path else ''}", "hq": None}
+    row.update(status=result.status, reason=result.reason, **result.details)
+    if result.status == OK and path is not None:
+        row["hq"] = _write_pair(out, pair_id, path, result)
+    row["generator"] = f"{generator.name} {generator.version}"
+    return row

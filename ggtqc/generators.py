@@ -79,3 +79,16 @@ class Generator:
 
     def generate(self, photo: Photo) -> Generation:
         raise NotImplementedError
+
+    # A generator with an asynchronous batch service implements both of these.
+
+    def submit_batch(self, photos: list[Photo]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Submit one job; return its name and details to keep for each photo."""
+        raise NotImplementedError(f"generator {self.name!r} has no batch mode")
+
+    def collect_batch(self, job_name: str, submitted: dict[str, dict[str, Any]]) -> str | dict[str, Generation]:
+        """The job's state (a string) until it succeeded; then each photo's result by id.
+
+        ``submitted`` holds the details ``submit_batch`` returned for the job's photos.
+        """
+        raise NotImplementedError(f"generator {self.name!r} has no batch mode")

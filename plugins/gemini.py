@@ -155,9 +155,9 @@ class Gemini(Generator):
             estimate["note"] = f"usd_per_image is the 1K price; set the {s['image_size']} price with --set usd_per_image=..."
         return estimate
 
-    def generate(self, photo: Photo) -> Generation:
+    def _details(self, photo: Photo) -> dict[str, Any]:
         s = self.settings
-        details: dict[str, Any] = {
+        return {
             "model": s["model"],
             "vlm_model": s["vlm_model"] if s["prompt_mode"] == "adaptive" else None,
             "prompt_mode": s["prompt_mode"],
@@ -166,6 +166,9 @@ class Gemini(Generator):
             "requests": 0,
             "usage": {"input_tokens": 0, "text_output_tokens": 0, "image_output_tokens": 0},
         }
+
+    def generate(self, photo: Photo) -> Generation:
+        details = self._details(photo)
         try:
             prompt = self._prompt(photo, details)
             details["prompt"] = prompt
@@ -197,41 +200,85 @@ class Gemini(Generator):
         details["analysis"] = analysis
         return f"{restoration}\n\n{FIDELITY_RULES}"
 
-    def _restore(self, photo: Photo, prompt: str, details: dict[str, Any]) -> Generation:
-        config = self.types.GenerateContentConfig(
+    def _image_config(self, details: dict[str, Any]):
+        return self.types.GenerateContentConfig(
             response_modalities=["IMAGE"],
             image_config=self.types.ImageConfig(aspect_ratio=details["aspect_ratio"], image_size=self.settings["image_size"]),
         )
+
+    def _restore(self, photo: Photo, prompt: str, details: dict[str, Any]) -> Generation:
+        config = self._image_config(details)
         for _ in range(1 + int(self.settings["no_image_retries"])):
             response = self._call(self.settings["model"], photo, prompt, config, details, "image_output_tokens")
-            feedback = getattr(response, "prompt_feedback", None)
-            if feedback is not None and feedback.block_reason:
-                return Generation(BLOCKED, reason=f"prompt blocked: {_name(feedback.block_reason)}")
-            candidate = (response.candidates or [None])[0]
-            finish = _name(getattr(candidate, "finish_reason", None))
-            if finish in SAFETY_FINISH:
-                return Generation(BLOCKED, reason=f"output blocked: {finish}")
-            parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
-            image = next((p.inline_data for p in parts if p.inline_data and p.inline_data.data), None)
-            if image is None:
-                details["last_finish_reason"] = finish
-                continue  # no image: retried a bounded number of times
-            try:
-                decode_bytes(image.data)
-            except DecodeError as error:
-                return Generation(INVALID_IMAGE, reason=f"returned bytes do not decode: {error}")
-            return Generation(OK, image=image.data, mime_type=image.mime_type or "image/png")
+            result = classify(response, details)
+            if result is not None:
+                return result  # no image: retried a bounded number of times
         return Generation(NO_IMAGE, reason=f"no image after {details['requests']} requests (finish: {details.get('last_finish_reason')})")
+
+    # --- Batch API: half price, asynchronous ----------------------------------------
+
+    def submit_batch(self, photos: list[Photo]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Submit one job restoring ``photos``; return its name and each photo's details.
+
+        Adaptive prompts are written now, synchronously (cheap text calls), so the job
+        holds the final prompts.
+        """
+        requests, details_by_id = [], {}
+        for photo in photos:
+            details = self._details(photo)
+            details["prompt"] = self._prompt(photo, details)
+            details["batch"] = True
+            details["cost_usd"] = self._cost(details, produced_image=False)  # the prompt's text calls
+            requests.append(
+                self.types.InlinedRequest(
+                    model=self.settings["model"],
+                    contents=[self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), details["prompt"]],
+                    config=self._image_config(details),
+                    metadata={"id": photo.id},
+                )
+            )
+            details_by_id[photo.id] = details
+        self.before_request()
+        job = self.client.batches.create(
+            model=self.settings["model"], src=requests, config=self.types.CreateBatchJobConfig(display_name="ggtqc")
+        )
+        return job.name, details_by_id
+
+    def collect_batch(self, job_name: str, submitted: dict[str, dict[str, Any]]) -> str | dict[str, Generation]:
+        """The job's state while it runs or after it failed; each photo's result once done.
+
+        Batch requests cost half the interactive price; ``cost_usd`` adds them to the
+        prompt's cost recorded at submission.
+        """
+        self.before_request()
+        job = self.client.batches.get(name=job_name)
+        state = _name(job.state) or "JOB_STATE_UNSPECIFIED"
+        if state != "JOB_STATE_SUCCEEDED":
+            return state
+        results = {}
+        for item in (job.dest.inlined_responses if job.dest else None) or []:
+            photo_id = (item.metadata or {}).get("id")
+            if item.error is not None:
+                results[photo_id] = Generation(FAILED, reason=_scrub(f"batch item error: {item.error.message}"))
+                continue
+            details = dict(submitted.get(photo_id, {}))
+            details["usage"] = dict(details.get("usage") or {"input_tokens": 0, "text_output_tokens": 0, "image_output_tokens": 0})
+            before = dict(details["usage"])
+            _add_usage(item.response, details, "image_output_tokens")
+            result = classify(item.response, details) or Generation(NO_IMAGE, reason=f"no image (finish: {details.get('last_finish_reason')})")
+            batch_part = {k: details["usage"][k] - before.get(k, 0) for k in details["usage"]}
+            batch_cost = 0.5 * self._cost({"usage": batch_part}, produced_image=result.status == OK)
+            details["cost_usd"] = round(details.get("cost_usd", 0.0) + batch_cost, 6)
+            result.details = details
+            results[photo_id] = result
+        return results
 
     def _call(self, model: str, photo: Photo, prompt: str, config, details: dict[str, Any], output: str):
         details["requests"] += 1
         self.before_request()
         contents = [self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prompt]
         response = self.client.models.generate_content(model=model, contents=contents, config=config)
-        usage = getattr(response, "usage_metadata", None)
-        if usage is not None:
-            details["usage"]["input_tokens"] += usage.prompt_token_count or 0
-            details["usage"][output] += usage.candidates_token_count or 0
+        _add_usage(response, details, output)
         return response
 
     def _cost(self, details: dict[str, Any], produced_image: bool) -> float:
@@ -240,6 +287,34 @@ class Gemini(Generator):
         cost = usage["input_tokens"] * float(s["usd_per_mtok_input"]) / 1e6
         cost += usage["text_output_tokens"] * float(s["usd_per_mtok_text_output"]) / 1e6
         return round(cost + (float(s["usd_per_image"]) if produced_image else 0.0), 6)
+
+
+def classify(response, details: dict[str, Any]) -> Generation | None:
+    """What one image response amounts to; None when it holds no image (worth retrying)."""
+    feedback = getattr(response, "prompt_feedback", None)
+    if feedback is not None and feedback.block_reason:
+        return Generation(BLOCKED, reason=f"prompt blocked: {_name(feedback.block_reason)}")
+    candidate = (response.candidates or [None])[0]
+    finish = _name(getattr(candidate, "finish_reason", None))
+    if finish in SAFETY_FINISH:
+        return Generation(BLOCKED, reason=f"output blocked: {finish}")
+    parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
+    image = next((p.inline_data for p in parts if p.inline_data and p.inline_data.data), None)
+    if image is None:
+        details["last_finish_reason"] = finish
+        return None
+    try:
+        decode_bytes(image.data)
+    except DecodeError as error:
+        return Generation(INVALID_IMAGE, reason=f"returned bytes do not decode: {error}")
+    return Generation(OK, image=image.data, mime_type=image.mime_type or "image/png")
+
+
+def _add_usage(response, details: dict[str, Any], output: str) -> None:
+    usage = getattr(response, "usage_metadata", None)
+    if usage is not None:
+        details["usage"]["input_tokens"] += usage.prompt_token_count or 0
+        details["usage"][output] += usage.candidates_token_count or 0
 
 
 def _name(value: Any) -> str | None:

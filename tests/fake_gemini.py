@@ -34,6 +34,32 @@ def restored_png(lq_bytes: bytes) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
 
+def photo_of(request: dict) -> bytes:
+    parts = request["contents"][0]["parts"]
+    data = next(p["inlineData"] for p in parts if "inlineData" in p)["data"]
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))  # URL-safe, unpadded from the SDK
+
+
+def respond(kind: str, photo: bytes, behaviour: str) -> tuple[int, dict]:
+    """The HTTP status and JSON body for one generateContent request."""
+    if behaviour.isdigit():  # an HTTP error status
+        return int(behaviour), {"error": {"code": int(behaviour), "message": "fake error", "status": "UNAVAILABLE"}}
+    usage = {"promptTokenCount": 1120, "candidatesTokenCount": 250 if kind == "vlm" else 1290}
+    if kind == "vlm":
+        text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
+        return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": usage}
+    if behaviour == "blocked":
+        return 200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
+    if behaviour == "image_safety":
+        return 200, {"candidates": [{"finishReason": "IMAGE_SAFETY"}], "usageMetadata": usage}
+    if behaviour == "no_image":
+        parts = [{"text": "Here is the restored photo."}]
+        return 200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}], "usageMetadata": usage}
+    data = b"\x89PNG\r\n\x1a\n not really a png" if behaviour == "garbage" else restored_png(photo)
+    part = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(data).decode()}}
+    return 200, {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}], "usageMetadata": usage}
+
+
 class FakeGemini:
     def __init__(self, vlm_model: str = "gemini-3-flash", delay: float = 0.0) -> None:
         self.vlm_model = vlm_model
@@ -44,6 +70,9 @@ class FakeGemini:
         self.max_in_flight = 0
         self.keys_seen: set[str] = set()
         self.requests: list[dict] = []
+        self.jobs: dict[str, dict] = {}
+        self.polls_while_running = 1  # a job answers RUNNING this many times before finishing
+        self.job_state = "BATCH_STATE_SUCCEEDED"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -59,6 +88,30 @@ class FakeGemini:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def create_job(self, model: str, body: dict) -> dict:
+        """A Batch API job (``models/{model}:batchGenerateContent``) holding inlined requests."""
+        with self.lock:
+            name = f"batches/job{len(self.jobs)}"
+            self.jobs[name] = {"model": model, "requests": body["batch"]["inputConfig"]["requests"]["requests"], "polls": 0}
+        return {"name": name, "metadata": {"state": "BATCH_STATE_PENDING", "model": f"models/{model}"}}
+
+    def poll_job(self, job_id: str) -> dict:
+        name = f"batches/{job_id}"
+        job = self.jobs[name]
+        job["polls"] += 1
+        if job["polls"] <= self.polls_while_running:
+            return {"name": name, "metadata": {"state": "BATCH_STATE_RUNNING"}}
+        if self.job_state != "BATCH_STATE_SUCCEEDED":
+            return {"name": name, "metadata": {"state": self.job_state}}
+        answers = []
+        for item in job["requests"]:
+            photo = photo_of(item["request"])
+            behaviour = self._behaviour(hashlib.sha256(photo).hexdigest(), "image")
+            _, response = respond("image", photo, behaviour)
+            answers.append({"response": response, "metadata": item.get("metadata", {})})
+        output = {"inlinedResponses": {"inlinedResponses": answers}}
+        return {"name": name, "metadata": {"state": "BATCH_STATE_SUCCEEDED", "output": output}}
 
     def on(self, photo_bytes: bytes, kind: str, *behaviours: str) -> None:
         self.script[(hashlib.sha256(photo_bytes).hexdigest(), kind)] = list(behaviours)
@@ -94,31 +147,19 @@ class FakeGemini:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
                 model = self.path.split("/models/")[1].split(":")[0]
+                if self.path.endswith(":batchGenerateContent"):
+                    return self._send(200, fake.create_job(model, body))
                 kind = "vlm" if model == fake.vlm_model else "image"
-                parts = body["contents"][0]["parts"]
-                image = next(p["inlineData"] for p in parts if "inlineData" in p)
-                data = image["data"]  # the SDK sends URL-safe base64 without padding
-                photo = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+                photo = photo_of(body)
                 with fake.lock:
                     fake.requests.append({"model": model, "kind": kind, "body": body})
                 behaviour = fake._behaviour(hashlib.sha256(photo).hexdigest(), kind)
                 time.sleep(fake.delay)
-                if behaviour.isdigit():  # an HTTP error status
-                    return self._send(int(behaviour), {"error": {"code": int(behaviour), "message": "fake error", "status": "UNAVAILABLE"}})
-                usage = {"promptTokenCount": 1120, "candidatesTokenCount": 250 if kind == "vlm" else 1290}
-                if kind == "vlm":
-                    text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
-                    return self._send(200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": usage})
-                if behaviour == "blocked":
-                    return self._send(200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage})
-                if behaviour == "image_safety":
-                    return self._send(200, {"candidates": [{"finishReason": "IMAGE_SAFETY"}], "usageMetadata": usage})
-                if behaviour == "no_image":
-                    parts = [{"text": "Here is the restored photo."}]
-                    return self._send(200, {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}], "usageMetadata": usage})
-                data = b"\x89PNG\r\n\x1a\n not really a png" if behaviour == "garbage" else restored_png(photo)
-                part = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(data).decode()}}
-                self._send(200, {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}], "usageMetadata": usage})
+                self._send(*respond(kind, photo, behaviour))
+
+            def do_GET(self) -> None:
+                fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
+                self._send(200, fake.poll_job(self.path.split("/batches/")[1].split("?")[0]))
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()

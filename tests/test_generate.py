@@ -208,3 +208,46 @@ def test_bad_options_are_one_line_errors(tmp_path, lq_dir):
 @pytest.mark.parametrize("size,ratio", [((1024, 1024), "1:1"), ((1200, 800), "3:2"), ((800, 1200), "2:3"), ((1920, 1080), "16:9"), ((2560, 1080), "21:9"), ((1000, 780), "5:4")])
 def test_nearest_aspect_ratio(size, ratio):
     assert nearest_aspect_ratio(*size) == ratio
+
+
+def test_batch_mode_submits_small_jobs_then_collects_them_on_a_later_run(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.on(photo_bytes(lq_dir, "photo2"), "image", "image_safety")
+        first = generate(fake, lq_dir, out, "--batch", "--batch-job-size", "3")
+        assert first.returncode == 0, first.stderr
+        assert "submitted 2 jobs" in first.stdout and [len(j["requests"]) for j in fake.jobs.values()] == [3, 1]
+        assert not [r for r in fake.requests if r["kind"] == "image"]  # images only through the Batch API
+        jobs = [json.loads(line) for line in (out / "batch_jobs.jsonl").read_text().splitlines()]
+        assert [job["id"] for job in jobs] == ["batches/job0", "batches/job1"]
+        assert all(job["details"][i]["prompt"].startswith("Remove the noise") for job in jobs for i in job["photos"])
+
+        running = generate(fake, lq_dir, out, "--batch")
+        assert "2 jobs still running" in running.stdout and "submitted 0 jobs" in running.stdout
+
+        collected = generate(fake, lq_dir, out, "--batch")
+        assert "collected 4 photos" in collected.stdout and "submitted 0 jobs" in collected.stdout
+        assert len(fake.jobs) == 2
+    rows = last_rows(out)
+    assert rows["set0/photo2"]["status"] == "blocked"
+    ok = [row for row in rows.values() if row["status"] == "ok"]
+    assert len(ok) == 3 and all(row["batch"] for row in ok)
+    for row in ok:
+        decode_image(out / row["hq"])
+        # half the interactive image price, plus the prompt's interactive text calls
+        assert row["cost_usd"] == pytest.approx(0.5 * (0.067 + 1120 * 0.5e-6) + 1120 * 0.5e-6 + 250 * 3e-6)
+
+
+def test_a_failed_batch_job_leaves_its_photos_for_the_next_submission(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.polls_while_running = 0
+        fake.job_state = "BATCH_STATE_EXPIRED"
+        assert generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed").returncode == 0
+        closed = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
+        assert "submitted 0 jobs" in closed.stdout
+        assert {row["status"] for row in last_rows(out).values()} == {"failed after retries"}
+        assert "JOB_STATE_EXPIRED" in next(iter(last_rows(out).values()))["reason"]
+        fake.job_state = "BATCH_STATE_SUCCEEDED"
+        again = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
+        assert "submitted 1 jobs" in again.stdout and len(fake.jobs) == 2  # the expired job's photos go out again
