@@ -27,6 +27,7 @@ torch (with one warning) if the Triton kernel fails on this machine.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import warnings
@@ -157,11 +158,7 @@ def _choose(impl: str | None, device: torch.device) -> str:
 
 
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("triton") is not None
 
 
 def _interpreting() -> bool:

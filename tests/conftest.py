@@ -4,8 +4,10 @@ import json
 import os
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -60,6 +62,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [str(GGTQC), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300
     )
+
+
+def kill_after_rows(args: list[str], log: Path, rows: int, env: dict[str, str], timeout: float = 120) -> None:
+    """Run the ggtqc command and SIGKILL it once ``log`` holds ``rows`` lines."""
+    process = subprocess.Popen([str(GGTQC), *args], env={**os.environ, **env})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= rows:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def read_rows(out: Path) -> list[dict]:

@@ -2,10 +2,6 @@
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -13,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import GGTQC, REPO, make_pair_folder, photos, read_rows, run_cli, save_rgb
+from conftest import REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb
 
 EXAMPLES = REPO / "examples" / "pairs"
 
@@ -214,15 +210,7 @@ def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, p
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "killed"
-    process = subprocess.Popen([str(GGTQC), *common, "--out", str(out)], env={**os.environ, **plugin_env})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        log = out / "results.jsonl"
-        if log.exists() and log.read_text().count("\n") >= 12:
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_rows([*common, "--out", str(out)], out / "results.jsonl", 12, plugin_env)
     written = read_rows(out)
     assert 12 <= len(written) < 60, "the run was not killed mid-way"
     with (out / "results.jsonl").open("a") as f:

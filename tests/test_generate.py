@@ -2,16 +2,12 @@
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import cv2
 import pytest
 
-from conftest import GGTQC, photos, read_rows, run_cli, save_rgb
+from conftest import kill_after_rows, photos, read_rows, run_cli, save_rgb
 from fake_gemini import FakeGemini
 from ggtqc.images import decode_image
 from ggtqc.plugins.gemini import FIXED_PROMPT, nearest_aspect_ratio
@@ -137,16 +133,8 @@ def test_a_killed_run_resumes_without_repeats_or_partial_files(tmp_path, lq_dir)
     for k in range(4, 10):  # ten photos in all
         save_rgb(lq_dir / f"more/photo{k}.jpg", cv2.resize(photos()[k % 6], (80 + k, 60)), IMWRITE_JPEG_QUALITY=80)
     with FakeGemini(delay=0.25) as fake:
-        command = [str(GGTQC), "generate", str(lq_dir), "--out", str(out), "--base-url", fake.url, "--prompt-mode", "fixed", "--concurrency", "1", "--rpm", "0", "-q"]
-        process = subprocess.Popen(command, env={**os.environ, "GEMINI_API_KEY": KEY})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            log = out / "generation.jsonl"
-            if log.exists() and log.read_text().count("\n") >= 3:
-                break
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        command = ["generate", str(lq_dir), "--out", str(out), "--base-url", fake.url, "--prompt-mode", "fixed", "--concurrency", "1", "--rpm", "0", "-q"]
+        kill_after_rows(command, out / "generation.jsonl", 3, {"GEMINI_API_KEY": KEY})
         done_before = {i for i, row in last_rows(out).items() if row["status"] == "ok"}
         assert 3 <= len(done_before) < 10
         requested_before = len(fake.requests)
@@ -251,3 +239,12 @@ def test_a_failed_batch_job_leaves_its_photos_for_the_next_submission(tmp_path, 
         fake.job_state = "BATCH_STATE_SUCCEEDED"
         again = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
         assert "submitted 1 jobs" in again.stdout and len(fake.jobs) == 2  # the expired job's photos go out again
+
+
+def test_a_request_that_times_out_fails_after_bounded_retries(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini(delay=1.5) as fake:
+        result = generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--limit", "1", "--set", "timeout_s=0.3", "--set", "attempts=2")
+    assert result.returncode == 0, result.stderr
+    (row,) = last_rows(out).values()
+    assert row["status"] == "failed after retries" and "Timeout" in row["reason"] and row["hq"] is None
