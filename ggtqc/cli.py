@@ -24,9 +24,10 @@ from ggtqc.images import DecodeLimits
 from ggtqc.pairs import PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.results import ResultsLog, ResumeError
+from ggtqc.rowlog import LogError
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
-USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError)
+USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

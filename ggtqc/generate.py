@@ -67,6 +67,8 @@ class Plan:
 def plan(lq_dir: Path, out: Path, options: GenerateOptions) -> Plan:
     if not lq_dir.is_dir():
         raise PairsError(f"{lq_dir} is not a folder of LQ photos")
+    if out.resolve().is_relative_to(lq_dir.resolve()):
+        raise PairsError(f"--out {out} is inside {lq_dir}: its targets would be read as photos; choose a folder outside")
     found = images_by_id(lq_dir)
     photos = {pair_id: paths[0] for pair_id, paths in sorted(found.items())}
     problems = {

@@ -123,7 +123,8 @@ def score_batch(
         for j, result in _score(stage, batch, todo):
             row = rows[decoded[j]]
             if isinstance(result, str):
-                row["verdict"] = "error"
+                if row["verdict"] != "reject":  # a rejection stands; a later filter's failure only adds a reason
+                    row["verdict"] = "error"
                 row["reasons"].append(result)
                 continue
             scores, heatmap = result

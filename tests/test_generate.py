@@ -184,6 +184,7 @@ def test_missing_key_stops_before_any_request_and_dry_run_needs_none(tmp_path, l
 def test_bad_options_are_one_line_errors(tmp_path, lq_dir):
     with FakeGemini() as fake:
         for args, message in [
+            (["--out", str(lq_dir / "pairs")], "is inside"),
             (["--set", "nonsense=1"], "has no option 'nonsense'"),
             (["--set", "attempts=many"], "expected int"),
             (["--image-size", "8K"], "'8K' is not one of"),

@@ -96,6 +96,13 @@ def test_a_raising_filter_marks_only_the_pairs_it_fails_on():
     assert "brightness" not in rows[1]["scores"]
 
 
+def test_a_rejection_stands_when_a_later_filter_fails_under_all_scores():
+    tiny_dark = loaded("a", (64, 64, 3), (32, 32, 3), fill=5)
+    [row] = score_batch([tiny_dark], [stage(Resolution), stage(FailsOnDark)], True, CPU)
+    assert row["verdict"] == "reject" and "resolution.scale" in row["failed"]
+    assert row["reasons"][-1].startswith("filter fragile failed")
+
+
 def test_decode_errors_pass_through_untouched():
     broken = LoadedPair(Pair("b", Path("/p/lq/b.png"), Path("/p/hq/b.png"), Path("/p")), error="hq: truncated file")
     rows = score_batch([broken, loaded("a", (64, 64, 3), (300, 300, 3))], [stage(Resolution)], False, CPU)
