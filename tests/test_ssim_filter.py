@@ -102,6 +102,8 @@ def test_batched_kernel_path_agrees_with_the_cpu_path(monkeypatch, impl):
     f.setup(torch.device("cpu"))
     cpu = f.score(Batch(list("abcd"), lqs, hqs))
     monkeypatch.setenv("GGTQC_SSIM_IMPL", impl)
+    if impl == "triton" and torch.cuda.is_available():  # else Triton's interpreter, on CPU tensors
+        f.setup(torch.device("cuda"))
     batched = f.score(Batch(list("abcd"), lqs, hqs))
     for name in cpu:
         np.testing.assert_allclose(batched[name], cpu[name], atol=1e-5)
