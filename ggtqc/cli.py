@@ -40,7 +40,7 @@ def cli() -> None:
 @click.argument("pairs", required=False, type=click.Path(path_type=Path))
 @click.option("--pairs-file", type=click.Path(path_type=Path), help="CSV/TSV/JSONL listing lq, hq (and id) instead of PAIRS.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("qc"), show_default=True, help="Results folder.")
-@click.option("--plugins", "-p", default="all", show_default=True, help="'all', a comma list, or exclusions: all,-clip,-iqa.")
+@click.option("--plugins", "-p", default="all", show_default=True, help="'all', a comma list, or exclusions: all,-geometry.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
