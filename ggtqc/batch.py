@@ -46,25 +46,6 @@ class Batch:
             self.device,
         )
 
-    def lq_tensor(self, i: int) -> torch.Tensor:
-        """Pair ``i``'s LQ as a ``uint8`` ``[3, H, W]`` tensor on the batch's device."""
-        return _chw(self.lq[i], self.device)
-
-    def hq_tensor(self, i: int) -> torch.Tensor:
-        return _chw(self.hq[i], self.device)
-
-    def same_shape_groups(self) -> list[list[int]]:
-        """Indices grouped by (LQ shape, HQ shape), for kernels that stack pairs."""
-        groups: dict[tuple, list[int]] = {}
-        for i, (lq, hq) in enumerate(zip(self.lq, self.hq)):
-            groups.setdefault((lq.shape, hq.shape), []).append(i)
-        return list(groups.values())
-
-
-def _chw(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    # Decoded arrays are read-only (filters share them), so the tensor gets its own copy.
-    return torch.tensor(image, device=device).permute(2, 0, 1)
-
 
 @dataclass
 class LoadedPair:
