@@ -24,8 +24,9 @@ class Batch:
     """Decoded pairs handed to each filter's ``score``.
 
     ``lq[i]`` and ``hq[i]`` are read-only RGB ``uint8`` arrays of shape ``(H, W, 3)``;
-    sizes vary within a batch. ``cache`` is shared by all filters scoring this batch, so one filter
-    can reuse what another computed (embeddings, downsampled planes); key it by filter.
+    sizes vary within a batch. ``cache`` is shared by every filter scoring this batch and
+    by its subsets, so one filter can reuse what another computed (embeddings, downsampled
+    planes); key entries by name and pair id, since a subset holds fewer pairs.
     """
 
     ids: list[str]
@@ -38,12 +39,13 @@ class Batch:
         return len(self.ids)
 
     def subset(self, indices: list[int]) -> Batch:
-        """The pairs at ``indices``; the cache is not carried over."""
+        """The pairs at ``indices``, sharing this batch's cache."""
         return Batch(
             [self.ids[i] for i in indices],
             [self.lq[i] for i in indices],
             [self.hq[i] for i in indices],
             self.device,
+            self.cache,
         )
 
 

@@ -173,7 +173,6 @@ def _score(stage: Stage, batch: Batch, todo: list[int]):
     A failing batch is retried pair by pair to find the pairs that really fail.
     """
     sub = batch if len(todo) == len(batch) else batch.subset(todo)
-    sub.cache = batch.cache
     try:
         yield from zip(todo, _checked(stage, sub))
         return

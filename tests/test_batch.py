@@ -15,6 +15,8 @@ def test_subsets_keep_the_pairs_in_the_order_asked():
     batch = Batch(["a", "b", "c"], lq, hq)
     sub = batch.subset([2, 0])
     assert sub.ids == ["c", "a"] and sub.lq[0] is lq[2] and sub.hq[1] is hq[0] and len(sub) == 2
+    sub.cache["x", "c"] = 1
+    assert batch.cache == {("x", "c"): 1}  # filters share what they computed
 
 
 def test_decoded_images_are_read_only_so_filters_cannot_corrupt_each_other(tmp_path):
