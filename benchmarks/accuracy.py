@@ -1,4 +1,4 @@
-"""Detection accuracy of ``ggtqc filter --plugins all`` on planted-fault pairs.
+"""Detection accuracy of ``ggtqc filter`` with every weights-free filter on planted-fault pairs.
 
     python benchmarks/accuracy.py                      # both splits, writes benchmarks/results/accuracy.md
     python benchmarks/accuracy.py --split heldout --per-photo 1
@@ -26,7 +26,10 @@ import planted  # noqa: E402
 GGTQC = Path(sys.executable).with_name("ggtqc")
 
 
-def evaluate(split: str, per_photo: int, seed: int, plugins: str = "all", workdir: Path | None = None) -> dict:
+WEIGHTS_FREE = "all,-clip"
+
+
+def evaluate(split: str, per_photo: int, seed: int, plugins: str = WEIGHTS_FREE, workdir: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir or Path(tmp)
         labels = planted.make_pairs(root / "pairs", split, per_photo, seed)
@@ -83,7 +86,7 @@ def table(result: dict, title: str) -> str:
 @click.option("--split", type=click.Choice(["calibration", "heldout", "both"]), default="both")
 @click.option("--per-photo", default=2, show_default=True, help="Repeats per photo of every case.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--plugins", default="all", show_default=True)
+@click.option("--plugins", default=WEIGHTS_FREE, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "accuracy.md")
 def main(split: str, per_photo: int, seed: int, plugins: str, out: Path) -> None:
     splits = ["calibration", "heldout"] if split == "both" else [split]

@@ -87,7 +87,7 @@ def filter_command(
         thresholds = {f.name: config.thresholds.get(f.name, f.threshold) for f in entry.cls.fields}
         stages.append(Stage(instance, entry, thresholds))
     torch_device = resolve_device(device)
-    check_ready(stages, torch_device)
+    check_ready(stages, torch_device, plugins.replace(" ", ""))
 
     limits = DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20))
     run_config = {
@@ -229,6 +229,34 @@ def _coerce(key: str, value: object, default: object) -> object:
         return type(default)(value)
     except (KeyError, ValueError):
         raise click.UsageError(f"--set {key}={value}: expected {type(default).__name__} like {default!r}") from None
+
+
+@cli.command("weights")
+@click.option("--plugins", "-p", default="all", show_default=True, help="Which filters to look at, as for 'ggtqc filter'.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of options (checkpoint paths, models).")
+@click.option("--fetch", is_flag=True, help="Download missing files that have a source (needs a network).")
+def weights_command(plugins: str, config_path: Path | None, fetch: bool) -> None:
+    """Show each filter's weight files, where they are looked for, and whether they are there."""
+    from ggtqc.weights import fetch as fetch_file
+
+    available = load_host().filters()
+    configs = load_config(config_path, {name: entry.cls for name, entry in available.items()})
+    missing = 0
+    for name in select_filters(plugins, available):
+        for weight in available[name].cls(**configs[name].settings).weights():
+            if weight.found is None and fetch:
+                try:
+                    weight = type(weight)(weight.description, weight.searched, fetch_file(weight), weight.source)
+                except Exception as error:  # offline, refused, unknown file: say so and go on
+                    click.echo(f"{name}: could not fetch {weight.description}: {type(error).__name__}: {str(error)[:200]}", err=True)
+            state = f"found: {weight.found}" if weight.found else "MISSING"
+            missing += weight.found is None
+            click.echo(f"{name}: {weight.description}: {state}")
+            if weight.found is None:
+                for place in weight.searched:
+                    click.echo(f"    looked in {place}")
+    if missing:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("plugins")

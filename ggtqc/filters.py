@@ -65,6 +65,8 @@ class WeightFile:
     description: str
     searched: tuple[Path, ...]
     found: Path | None = None
+    source: str = ""
+    """Where ``ggtqc weights --fetch`` can download it from (``hf://repo/file``), if anywhere."""
 
 
 class Filter:

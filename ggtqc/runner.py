@@ -65,8 +65,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_ready(stages: Sequence[Stage], device: torch.device) -> None:
-    """Fail before any work if a filter cannot run: missing weights or no GPU."""
+def check_ready(stages: Sequence[Stage], device: torch.device, selection: str = "all") -> None:
+    """Fail before any work if a filter cannot run: missing weights or no GPU.
+
+    ``selection`` is the ``--plugins`` value, so the suggested exclusion keeps it.
+    """
     problems: list[tuple[str, str]] = []
     for stage in stages:
         if stage.filter.gpu == "required" and device.type != "cuda":
@@ -79,8 +82,8 @@ def check_ready(stages: Sequence[Stage], device: torch.device) -> None:
         lines = "\n".join(f"  - {name}: {text}" for name, text in problems)
         exclude = ",".join(f"-{name}" for name in dict.fromkeys(name for name, _ in problems))
         raise PluginError(
-            f"these filters cannot run:\n{lines}\nexclude them with --plugins all,{exclude} "
-            "or provide what they need ('ggtqc plugins' lists each filter's needs)"
+            f"these filters cannot run:\n{lines}\nexclude them with --plugins {selection},{exclude} "
+            "or provide what they need ('ggtqc weights' shows where each file is looked for)"
         )
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb
 
 EXAMPLES = REPO / "examples" / "pairs"
+WEIGHTS_FREE = "all,-clip"  # no CLIP weights can be fetched here
 
 
 def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
@@ -24,7 +25,11 @@ def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
 
 def test_sample_pairs_show_every_verdict(tmp_path):
     before = fingerprint(EXAMPLES)
-    result = run_cli("filter", str(EXAMPLES), "--plugins", "all", "--out", str(tmp_path / "qc"))
+    # Without CLIP weights, --plugins all stops before any work and says how to go on.
+    blocked = run_cli("filter", str(EXAMPLES), "--plugins", "all", "--out", str(tmp_path / "qc"))
+    assert blocked.returncode == 2 and "clip: open_clip ViT-B-32 laion2b_s34b_b79k weights not found" in blocked.stderr
+    assert "--plugins all,-clip" in blocked.stderr and not (tmp_path / "qc" / "results.jsonl").exists()
+    result = run_cli("filter", str(EXAMPLES), "--plugins", WEIGHTS_FREE, "--out", str(tmp_path / "qc"))
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
     assert rows["mixed/astronaut"]["verdict"] == "accept"
@@ -54,7 +59,7 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     assert summary["pairs"] == len(rows) == 14
     assert summary["filters"]["resolution"]["thresholds"]["hq_short_side"] == 256
     assert summary["filters"]["resolution"]["version"] == "1"
-    assert list(summary["filters"]) == ["resolution", "ssim", "color", "hallucination", "artifacts", "geometry"]  # cheap first
+    assert list(summary["filters"]) == ["resolution", "ssim", "color", "hallucination", "artifacts", "iqa", "geometry"]  # cheap first
     assert f"{len(rows)} pairs:" in result.stdout
     assert fingerprint(EXAMPLES) == before  # inputs untouched
 
@@ -85,11 +90,11 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
 
 def test_changed_configuration_refuses_to_resume_until_fresh(tmp_path):
     out = str(tmp_path / "qc")
-    assert run_cli("filter", str(EXAMPLES), "-q", "--out", out).returncode == 0
+    assert run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", out).returncode == 0
     (tmp_path / "qc.toml").write_text("[resolution.thresholds]\nhq_short_side = 512\n")
-    changed = run_cli("filter", str(EXAMPLES), "-q", "--out", out, "--config", str(tmp_path / "qc.toml"))
+    changed = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", out, "--config", str(tmp_path / "qc.toml"))
     assert changed.returncode == 2 and "rerun with --fresh" in changed.stderr
-    fresh = run_cli("filter", str(EXAMPLES), "-q", "--out", out, "--config", str(tmp_path / "qc.toml"), "--fresh")
+    fresh = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", out, "--config", str(tmp_path / "qc.toml"), "--fresh")
     assert fresh.returncode == 0, fresh.stderr
     rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
     assert rows["haze/coffee"]["reasons"] == ["resolution.hq_short_side 256 < 512"]
@@ -102,13 +107,13 @@ def test_pairs_file_and_export(tmp_path):
         + json.dumps({"lq": str(EXAMPLES / "lq/fault/small_target.jpg"), "hq": str(EXAMPLES / "hq/fault/small_target.jpg")}) + "\n"
     )  # fmt: skip
     export = tmp_path / "clean"
-    result = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "--out", str(tmp_path / "qc"), "--export", str(export))
+    result = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc"), "--export", str(export))
     assert result.returncode == 0, result.stderr
     assert sorted(p.relative_to(export).as_posix() for p in export.rglob("*.jpg")) == ["hq/astro.jpg", "lq/astro.jpg"]
     assert (export / "hq/astro.jpg").read_bytes() == (EXAMPLES / "hq/mixed/astronaut.jpg").read_bytes()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("keep me")
-    refused = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "--out", str(tmp_path / "qc"), "--export", str(tmp_path / "other"))
+    refused = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc"), "--export", str(tmp_path / "other"))
     assert refused.returncode == 2 and "not empty" in refused.stderr
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep me"
 
@@ -132,13 +137,13 @@ def test_third_party_plugin_installed_with_pip_is_found_and_runs(tmp_path, plugi
     assert names["learned"]["weights"] == ["learned.pt"]
 
     # Missing weights stop the run before any work, naming the file, where it was looked for, and the way out.
-    blocked = run_cli("filter", str(EXAMPLES), "--out", str(tmp_path / "qc"), env=plugin_env)
+    blocked = run_cli("filter", str(EXAMPLES), "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc"), env=plugin_env)
     assert blocked.returncode == 2
     assert "learned: learned.pt not found (looked in: /nonexistent/learned.pt)" in blocked.stderr
-    assert "--plugins all,-learned" in blocked.stderr
+    assert f"--plugins {WEIGHTS_FREE},-learned" in blocked.stderr
     assert not (tmp_path / "qc" / "results.jsonl").exists()
 
-    result = run_cli("filter", str(EXAMPLES), "-q", "--plugins", "all,-learned", "--out", str(tmp_path / "qc"), env=plugin_env)
+    result = run_cli("filter", str(EXAMPLES), "-q", "--plugins", f"{WEIGHTS_FREE},-learned", "--out", str(tmp_path / "qc"), env=plugin_env)
     assert result.returncode == 0, result.stderr
     rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
     assert rows["mixed/astronaut"]["scores"]["meangap"]["gap"] >= 0
@@ -148,12 +153,12 @@ def test_third_party_plugin_installed_with_pip_is_found_and_runs(tmp_path, plugi
 
     model = tmp_path / "learned.pt"
     model.write_bytes(b"weights")
-    ready = run_cli("filter", str(EXAMPLES), "-q", "--out", str(tmp_path / "qc2"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
+    ready = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc2"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
     assert ready.returncode == 0, ready.stderr
 
     # A failure while working (here: a corrupt checkpoint) is exit code 1, in one line.
     model.write_bytes(b"garbage")
-    failed = run_cli("filter", str(EXAMPLES), "-q", "--out", str(tmp_path / "qc3"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
+    failed = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc3"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
     assert failed.returncode == 1
     assert failed.stderr.strip() == f"ggtqc: run failed: ValueError: {model} is not a learned.pt checkpoint (set GGTQC_DEBUG=1 for the traceback)"
 
@@ -181,7 +186,7 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
     before = fingerprint(pairs)
 
     out = tmp_path / "qc"
-    args = ["filter", str(pairs), "-q", "--out", str(out), "--batch-size", "8", "--max-pixels", "400000"]
+    args = ["filter", str(pairs), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--batch-size", "8", "--max-pixels", "400000"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)

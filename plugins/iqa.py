@@ -1,0 +1,121 @@
+"""``iqa``: no-reference quality of the HQ, and its gain over the LQ, with pyiqa metrics.
+
+``metrics`` is a comma list of pyiqa no-reference metrics (default ``piqe``, classical, no
+weights). Each known metric has two fields, ``<metric>_hq`` (in the metric's own units and
+direction) and ``<metric>_gain`` (how much better HQ scores than LQ, in the better
+direction); metrics not enabled are not measured (NaN, never deciding).
+
+The learned metric ``musiq`` (KonIQ) needs its checkpoint, given as ``checkpoints =
+"musiq=/path/file.pth"`` or found in the ggtqc cache (``$GGTQC_CACHE/iqa/musiq.pth``) or in
+pyiqa's own cache under its published name; pyiqa is handed the local path, so it never
+downloads. Learned metrics whose constructors fetch backbone weights of their own
+(topiq_nr, maniqa, clipiqa) are left out until those can be located offline too.
+
+Nothing decides by default: on the planted-fault benchmark honest clean targets score
+PIQE up to 56 (its "poor" band starts at 51), and published findings agree that
+no-reference metrics alone do not rank degraded generated outputs reliably. The scores are
+recorded for review and for thresholds a user calibrates (``--config``). Images are
+area-resized so the HQ's long side is at most ``analysis_side`` (512) first, which keeps
+PIQE near 60 ms per pair on one core.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ggtqc import Field, Filter, hookimpl
+from ggtqc.config import ConfigError
+from ggtqc.filters import WeightFile
+from ggtqc.weights import cache_dir
+
+# metric -> (better, published weights file name in pyiqa's cache, or None for classical)
+# Only metrics whose whole weight chain loads from one local file: topiq_nr, maniqa and
+# clipiqa also fetch backbone weights (timm, CLIP) in their constructors.
+METRICS = {
+    "piqe": ("lower", None),
+    "musiq": ("higher", "musiq_koniq_ckpt-e95806b9.pth"),
+}
+PYIQA_CACHE = Path.home() / ".cache" / "torch" / "hub" / "pyiqa"
+
+
+class Iqa(Filter):
+    name = "iqa"
+    version = "1"
+    cost = 10.0
+    gpu = "optional"
+    fields = tuple(
+        field
+        for metric, (better, _) in METRICS.items()
+        for field in (
+            Field(f"{metric}_hq", better, None, f"{metric} of the HQ ({better} is better; recorded only)"),
+            Field(f"{metric}_gain", "higher", None, f"{metric} improvement from LQ to HQ (recorded only)"),
+        )
+    )
+    options = {"metrics": "piqe", "checkpoints": "", "analysis_side": 512}
+
+    def enabled(self) -> list[str]:
+        names = [m.strip() for m in str(self.settings["metrics"]).split(",") if m.strip()]
+        unknown = [m for m in names if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"iqa has no metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+        return names
+
+    def _checkpoints(self) -> dict[str, str]:
+        pairs = (item.partition("=") for item in str(self.settings["checkpoints"]).split(",") if item.strip())
+        return {name.strip(): path.strip() for name, _, path in pairs}
+
+    def weights(self):
+        return list(self._weight_files().values())
+
+    def _weight_files(self) -> dict[str, WeightFile]:
+        explicit = self._checkpoints()
+        files = {}
+        for metric in self.enabled():
+            published = METRICS[metric][1]
+            if published is None:
+                continue
+            places = [Path(explicit[metric]).expanduser()] if metric in explicit else []
+            places += [cache_dir() / "iqa" / f"{metric}.pth", PYIQA_CACHE / published]
+            found = next((p for p in places if p.is_file()), None)
+            files[metric] = WeightFile(f"pyiqa {metric} weights ({published})", tuple(places), found)
+        return files
+
+    def setup(self, device: torch.device) -> None:
+        import pyiqa
+
+        paths = {metric: weight.found for metric, weight in self._weight_files().items()}
+        self.metrics = {}
+        for metric in self.enabled():
+            extra = {"pretrained_model_path": str(paths[metric])} if metric in paths else {}
+            self.metrics[metric] = pyiqa.create_metric(metric, device=device, **extra)
+        self.device = device
+
+    def score(self, batch):
+        side = int(self.settings["analysis_side"])
+        columns = {f.name: [math.nan] * len(batch) for f in self.fields}
+        for i, (lq, hq) in enumerate(zip(batch.lq, batch.hq)):
+            scale = min(1.0, side / max(hq.shape[:2]))
+            size = (max(1, round(hq.shape[1] * scale)), max(1, round(hq.shape[0] * scale)))
+            views = {"hq": _tensor(hq, size, self.device), "lq": _tensor(lq, size, self.device)}
+            for metric, model in self.metrics.items():
+                with torch.no_grad():
+                    hq_score, lq_score = (float(model(views[side_name]).item()) for side_name in ("hq", "lq"))
+                sign = -1.0 if METRICS[metric][0] == "lower" else 1.0
+                columns[f"{metric}_hq"][i] = hq_score
+                columns[f"{metric}_gain"][i] = sign * (hq_score - lq_score)
+        return columns
+
+
+def _tensor(image: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(resized).permute(2, 0, 1)[None].float().div(255).to(device)
+
+
+@hookimpl
+def ggtqc_register_filters(register):
+    register(Iqa)
