@@ -15,6 +15,9 @@ the model's own preprocessing (resize, crop, normalisation); embeddings are comp
 batches of ``batch_size`` on the run's device (half precision on a GPU) and kept in the
 batch cache under ``("clip", model, pair id)`` for other filters.
 
+Cost: ViT-B-32 embeds ~21 images/s on a 2-core CPU (``benchmarks/``), and a pair with the
+3x3 grid needs 20 embeddings; on a CPU set ``grid = 0`` (whole images only) or use a GPU.
+
 The thresholds (0.8 and 0.7) are first values from how CLIP image-image similarity behaves
 (the same scene degraded vs restored sits well above 0.8; unrelated photos near 0.5); they
 are not calibrated here, where no pretrained weights can be fetched.
