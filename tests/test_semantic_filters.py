@@ -134,8 +134,11 @@ def test_filter_runs_clip_from_a_config_file(tiny_clip, tmp_path):
     assert 0 < rows["haze/coffee"]["scores"]["clip"]["similarity"] <= 1
     weights = run_cli("weights", "-p", "clip", "--config", str(config))
     assert weights.returncode == 0 and f"found: {settings['checkpoint']}" in weights.stdout
-    missing = run_cli("weights", "-p", "clip", env={"GGTQC_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"})
+    offline = {"GGTQC_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"}
+    missing = run_cli("weights", "-p", "clip", env=offline)
     assert missing.returncode == 1 and "MISSING" in missing.stdout and "looked in" in missing.stdout
+    fetched = run_cli("weights", "-p", "clip", "--fetch", env=offline)  # no network: says so, goes on
+    assert fetched.returncode == 1 and "could not fetch open_clip ViT-B-32" in fetched.stderr and "Traceback" not in fetched.stderr
 
 
 # --- iqa ---------------------------------------------------------------------------------
