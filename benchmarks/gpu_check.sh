@@ -11,5 +11,5 @@ unset TRITON_INTERPRET
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 "$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
-"$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv" -p no:cacheprovider \
+"$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip" -p no:cacheprovider \
     --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
