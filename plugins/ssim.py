@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -93,11 +94,14 @@ class SSIM(Filter):
         return out
 
 
+@dataclass
 class Plan:
     """One pair made ready for the kernel: HQ an exact integer multiple of LQ."""
 
-    def __init__(self, lq: np.ndarray, hq: np.ndarray, factor: int, scale: int) -> None:
-        self.lq, self.hq, self.factor, self.scale = lq, hq, factor, scale
+    lq: np.ndarray
+    hq: np.ndarray
+    factor: int
+    scale: int
 
     def valid(self) -> tuple[int, int]:
         return self.lq.shape[0] // self.factor - 2 * RADIUS, self.lq.shape[1] // self.factor - 2 * RADIUS
