@@ -15,7 +15,7 @@ Two one-sided maps then say which structure has no counterpart on the other side
   total energy (analysed at ``added_side``, 96 px): objects, texture or text that the
   source never had;
 - *removed*: LQ variance that the HQ does not explain (at ``removed_side``, 64 px), after
-  a morphological open-close of both images by 4% of the frame, so that particles and
+  a morphological open-close of both images (at 4x that size) by 4% of the frame, so that particles and
   streaks smaller than that (rain, snow, dust, scratches: what restoration removes) do
   not count as content.
 
@@ -58,7 +58,8 @@ class Hallucination(Filter):
         added, removed, heatmaps = [], [], []
         for lq, hq in zip(batch.lq, batch.hq):
             added_map = one_sided_maps(lq, hq, int(self.settings["added_side"]))[0]
-            removed_map = one_sided_maps(*particles_removed(lq, hq), int(self.settings["removed_side"]))[1]
+            removed_side = int(self.settings["removed_side"])
+            removed_map = one_sided_maps(*particles_removed(lq, hq, 4 * removed_side), removed_side)[1]
             added.append(float(added_map.max()))
             removed.append(float(removed_map.max()))
             size = added_map.shape[::-1]
