@@ -10,7 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-LUMA = np.asarray([[0.299, 0.587, 0.114]], np.float32)
+from ggtqc.kernels.ssim import LUMA as LUMA_WEIGHTS
+
+LUMA = np.asarray([LUMA_WEIGHTS], np.float32)
+LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 def common_size(lq: np.ndarray, side: int) -> tuple[int, int]:
@@ -25,6 +28,18 @@ def small_pair(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, n
     size = common_size(lq, side)
     small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) for image in (lq, hq)]
     return small[0], small[1]
+
+
+def noise_sigma(plane: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Noise standard deviation of a luma plane (Immerkaer's Laplacian mask, robust median).
+
+    ``where`` (a mask of the plane's interior, two pixels smaller) limits the estimate to
+    those pixels, e.g. the flattest ones, so texture is not read as noise.
+    """
+    response = np.abs(cv2.filter2D(plane, -1, LAPLACIAN)[1:-1, 1:-1])
+    if where is not None:
+        response = response[where]
+    return float(np.median(response) / 0.6745 / 6)  # the mask's gain on white noise is 6
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ class ResultsLog:
         elif self.path.exists() and self.path.stat().st_size:
             raise ResumeError(f"{self.path} exists without {RUN}; rerun with --fresh or choose another --out")
         else:
-            _write_atomic(run_path, json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+            write_atomic(run_path, (json.dumps(run_config, indent=2, sort_keys=True) + "\n").encode())
         self.log = RowLog(self.path)
         try:
             self.done = {row["id"] for row in self.log.rows()}
@@ -89,7 +89,7 @@ class ResultsLog:
 
     def write_summary(self, extra: dict[str, Any]) -> dict[str, Any]:
         summary = {**count_rows(self.rows()), **extra}
-        _write_atomic(self.out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        write_atomic(self.out / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
         return summary
 
 
@@ -109,6 +109,3 @@ def count_rows(rows) -> dict[str, Any]:
         "errors": dict(errors.most_common()),
     }
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    write_atomic(path, text.encode("utf-8"))

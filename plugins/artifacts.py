@@ -30,9 +30,8 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import luma
+from ggtqc.planes import luma, noise_sigma
 
-LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 class Artifacts(PairFilter):
@@ -52,7 +51,7 @@ class Artifacts(PairFilter):
         y = luma(hq)
         return {
             "blockiness": blockiness(y),
-            "noise": noise_sigma(y),
+            "noise": flat_noise_sigma(y),
             "halo": halo(y),
             "detail": detail(y),
             "clipped": clipped_share(hq) - clipped_share(lq),
@@ -76,11 +75,10 @@ def _gradient(plane: np.ndarray) -> np.ndarray:
     return np.hypot(cv2.Sobel(plane, cv2.CV_32F, 1, 0), cv2.Sobel(plane, cv2.CV_32F, 0, 1))
 
 
-def noise_sigma(y: np.ndarray) -> float:
-    response = np.abs(cv2.filter2D(y, -1, LAPLACIAN)[1:-1, 1:-1])
+def flat_noise_sigma(y: np.ndarray) -> float:
+    """Noise sigma on the flattest 30% of the plane."""
     gradient = _gradient(cv2.GaussianBlur(y, (0, 0), 1.5))[1:-1, 1:-1]
-    flat = gradient <= np.percentile(gradient, 30)
-    return float(np.median(response[flat]) / 0.6745 / 6)  # the mask's gain on white noise is 6
+    return noise_sigma(y, gradient <= np.percentile(gradient, 30))
 
 
 def halo(y: np.ndarray) -> float:

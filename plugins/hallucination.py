@@ -37,11 +37,10 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, Filter, Scores, hookimpl
-from ggtqc.planes import luma, particles_removed, small_pair
+from ggtqc.planes import luma, noise_sigma, particles_removed, small_pair
 
 WINDOW_SIGMA = 1.5
 REGION = 0.05  # averaging radius of the worst-region score, as a share of the long side
-LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 class Hallucination(Filter):
@@ -71,12 +70,6 @@ def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def noise_variance(plane: np.ndarray) -> float:
-    """Noise variance from the median absolute Laplacian response (robust to edges)."""
-    response = np.abs(cv2.filter2D(plane, -1, LAPLACIAN)[1:-1, 1:-1])
-    return float((np.median(response) / 0.6745 / 6) ** 2)
-
-
 def one_sided_maps(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Region-averaged *added* and *removed* maps at the LQ's shape, long side ``side``."""
     small_lq, small_hq = small_pair(lq, hq, side)
@@ -87,7 +80,7 @@ def one_sided_maps(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarra
     cov = _blur(x * y, WINDOW_SIGMA) - mx * my
     quarter = 0.25 * max(x.shape)
     gain2 = np.clip(_blur(vy, quarter) / np.maximum(_blur(vx, quarter), 1e-3), 0.25, 64.0)
-    stabiliser = 0.1 * float(vy.mean()) + 4.0 * float(np.median(gain2)) * noise_variance(x) + 1.0
+    stabiliser = 0.1 * float(vy.mean()) + 4.0 * float(np.median(gain2)) * noise_sigma(x) ** 2 + 1.0
     total = vy + gain2 * vx + stabiliser
     added = np.maximum(vy - cov * cov / np.maximum(vx, 1e-3), 0) / total
     removed = gain2 * np.maximum(vx - cov * cov / np.maximum(vy, 1e-3), 0) / total

@@ -75,6 +75,9 @@ class FakeGemini:
         self.job_state = "BATCH_STATE_SUCCEEDED"
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        # Join request threads on close: one still answering at interpreter exit (OpenCV
+        # encoding a reply) can abort the process.
+        self.server.daemon_threads = False
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -152,7 +155,7 @@ class FakeGemini:
                 kind = "vlm" if model == fake.vlm_model else "image"
                 photo = photo_of(body)
                 with fake.lock:
-                    fake.requests.append({"model": model, "kind": kind, "body": body})
+                    fake.requests.append({"model": model, "kind": kind, "body": body, "arrived": time.monotonic()})
                 behaviour = fake._behaviour(hashlib.sha256(photo).hexdigest(), kind)
                 time.sleep(fake.delay)
                 self._send(*respond(kind, photo, behaviour))
