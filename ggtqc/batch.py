@@ -7,8 +7,8 @@ a few batches ahead of scoring, so the cores, or the GPU, stay busy.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ class Batch:
     sizes vary within a batch. ``cache`` is shared by every filter scoring this batch and
     by its subsets, so one filter can reuse what another computed (embeddings, downsampled
     planes); key entries by name and pair id, since a subset holds fewer pairs.
+    ``executor``, if the host gives one, is a thread pool for :meth:`map`.
     """
 
     ids: list[str]
@@ -34,9 +35,20 @@ class Batch:
     hq: list[np.ndarray]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache: dict[str, Any] = field(default_factory=dict)
+    executor: Executor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def map(self, function: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        """``list(map(function, *iterables))``, on the host's threads when it gave some.
+
+        OpenCV and NumPy release the GIL, so per-pair work spreads over the cores.
+        ``function`` must not keep state between calls.
+        """
+        if self.executor is None:
+            return list(map(function, *iterables))
+        return list(self.executor.map(function, *iterables))
 
     def subset(self, indices: list[int]) -> Batch:
         """The pairs at ``indices``, sharing this batch's cache."""
@@ -46,6 +58,7 @@ class Batch:
             [self.hq[i] for i in indices],
             self.device,
             self.cache,
+            self.executor,
         )
 
 

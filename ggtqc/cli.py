@@ -44,7 +44,7 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=min(4, os.cpu_count() or 1), show_default=True, type=click.IntRange(min=1), help="Decoding threads.")
+@click.option("--workers", default=os.cpu_count() or 1, show_default="all cores", type=click.IntRange(min=1), help="Threads decoding ahead, and threads scoring pairs.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")

@@ -105,10 +105,16 @@ class Filter:
 class PairFilter(Filter):
     """A filter that scores each pair on its own: implement :meth:`score_pair`."""
 
+    threadsafe: ClassVar[bool] = False
+    """``score_pair`` keeps no state between calls, so the host may score several pairs at
+    once on its threads (see :meth:`Batch.map`)."""
+
     def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
         columns: dict[str, list[float]] = {f.name: [] for f in self.fields}
-        for lq, hq in zip(batch.lq, batch.hq):
-            for name, value in self.score_pair(lq, hq).items():
+        pairs = (batch.lq, batch.hq)
+        results = batch.map(self.score_pair, *pairs) if self.threadsafe else list(map(self.score_pair, *pairs))
+        for result in results:
+            for name, value in result.items():
                 columns[name].append(value)
         return columns
 

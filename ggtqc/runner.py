@@ -2,7 +2,8 @@
 
 Filters run cheap first. Unless ``all_scores`` is set, a pair rejected by one filter is
 not scored by the later ones. A filter that raises on a batch is retried pair by pair, so
-only the pairs it really fails on become ``error`` rows, each naming the filter.
+only the pairs it really fails on become ``error`` rows, each naming the filter. Filters
+that score pair by pair may spread a batch over ``workers`` threads (``Batch.map``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,17 +100,22 @@ def run(
     todo = [p for p in pairs if p.id not in log.done]
     for stage in stages:
         stage.filter.setup(device)
-    for loaded in load_batches(todo, options.batch_size, options.limits, options.workers):
-        rows = score_batch(loaded, stages, options.all_scores, device)
-        for row in rows:
-            if "heatmaps" in row:  # saved before the row, so a written row's files exist
-                row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
-        log.append(rows)
-        on_batch(rows)
+    with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="ggtqc-score") as executor:
+        for loaded in load_batches(todo, options.batch_size, options.limits, options.workers):
+            rows = score_batch(loaded, stages, options.all_scores, device, executor)
+            for row in rows:
+                if "heatmaps" in row:  # saved before the row, so a written row's files exist
+                    row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
+            log.append(rows)
+            on_batch(rows)
 
 
 def score_batch(
-    loaded: list[LoadedPair], stages: Sequence[Stage], all_scores: bool, device: torch.device
+    loaded: list[LoadedPair],
+    stages: Sequence[Stage],
+    all_scores: bool,
+    device: torch.device,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     rows = [_row(item) for item in loaded]
     decoded = [i for i, item in enumerate(loaded) if item.error is None]
@@ -117,6 +124,7 @@ def score_batch(
         [loaded[i].lq for i in decoded],
         [loaded[i].hq for i in decoded],
         device,
+        executor=executor,
     )
     for stage in stages:
         todo = [j for j, i in enumerate(decoded) if _still_scored(rows[i], all_scores)]

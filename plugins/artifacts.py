@@ -37,6 +37,7 @@ from ggtqc.planes import luma, noise_sigma
 class Artifacts(PairFilter):
     name = "artifacts"
     version = "1"
+    threadsafe = True
     cost = 6.0
     fields = (
         Field("blockiness", "lower", 1.3, "strongest 8-px grid step over the mean step"),

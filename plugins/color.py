@@ -42,6 +42,7 @@ LEVELS = 16  # luma quantile bins for the tone-independent chroma
 class Color(PairFilter):
     name = "color"
     version = "1"
+    threadsafe = True
     cost = 1.5
     fields = (
         Field("hue_shift_deg", "lower", 15.0, "chroma-weighted median hue change, degrees"),

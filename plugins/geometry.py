@@ -30,6 +30,7 @@ ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
 class Geometry(PairFilter):
     name = "geometry"
     version = "1"
+    threadsafe = True
     cost = 18.0
     fields = (
         Field("displacement_px", "lower", 3.0, "largest corner movement under the HQ->LQ transform, LQ px"),

@@ -54,16 +54,18 @@ class Hallucination(Filter):
     options = {"added_side": 96, "removed_side": 64}
 
     def score(self, batch):
-        added, removed, heatmaps = [], [], []
-        for lq, hq in zip(batch.lq, batch.hq):
-            added_map = one_sided_maps(lq, hq, int(self.settings["added_side"]))[0]
-            removed_side = int(self.settings["removed_side"])
-            removed_map = one_sided_maps(*particles_removed(lq, hq, 4 * removed_side), removed_side)[1]
-            added.append(float(added_map.max()))
-            removed.append(float(removed_map.max()))
-            size = added_map.shape[::-1]
-            heatmaps.append(np.maximum(added_map, cv2.resize(removed_map, size, interpolation=cv2.INTER_LINEAR)))
-        return Scores({"added": added, "removed": removed}, heatmaps)
+        results = batch.map(self.score_pair, batch.lq, batch.hq)
+        added, removed, heatmaps = zip(*results) if results else ((), (), ())
+        return Scores({"added": list(added), "removed": list(removed)}, list(heatmaps))
+
+    def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """``added``, ``removed`` and the heatmap of one pair."""
+        added_map = one_sided_maps(lq, hq, int(self.settings["added_side"]))[0]
+        removed_side = int(self.settings["removed_side"])
+        removed_map = one_sided_maps(*particles_removed(lq, hq, 4 * removed_side), removed_side)[1]
+        size = added_map.shape[::-1]
+        heatmap = np.maximum(added_map, cv2.resize(removed_map, size, interpolation=cv2.INTER_LINEAR))
+        return float(added_map.max()), float(removed_map.max()), heatmap
 
 
 def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,3 +1,6 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -17,6 +20,17 @@ def test_subsets_keep_the_pairs_in_the_order_asked():
     assert sub.ids == ["c", "a"] and sub.lq[0] is lq[2] and sub.hq[1] is hq[0] and len(sub) == 2
     sub.cache["x", "c"] = 1
     assert batch.cache == {("x", "c"): 1}  # filters share what they computed
+
+
+def test_map_runs_on_the_executor_the_batch_was_given_and_keeps_order():
+    batch = Batch(["a", "b", "c"], [np.zeros((2, 2, 3), np.uint8)] * 3, [np.zeros((4, 4, 3), np.uint8)] * 3)
+    assert batch.map(lambda i, j: (i, j, threading.get_ident()), [1, 2, 3], "xyz") == [
+        (1, "x", threading.get_ident()), (2, "y", threading.get_ident()), (3, "z", threading.get_ident())
+    ]  # fmt: skip
+    with ThreadPoolExecutor(2, thread_name_prefix="test-map") as executor:
+        threaded = Batch(batch.ids, batch.lq, batch.hq, executor=executor).subset([2, 1, 0])
+        out = threaded.map(lambda i: (i, threading.current_thread().name), range(8))
+    assert [i for i, _ in out] == list(range(8)) and all(name.startswith("test-map") for _, name in out)
 
 
 def test_decoded_images_are_read_only_so_filters_cannot_corrupt_each_other(tmp_path):

@@ -187,7 +187,7 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
 
     out = tmp_path / "qc"
     args = ["filter", str(pairs), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--batch-size", "8", "--max-pixels", "400000"]
-    result = run_cli(*args)
+    result = run_cli(*args, "--workers", "3")
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
     ids = [row["id"] for row in rows]
@@ -203,6 +203,10 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
     assert again.returncode == 0, again.stderr
     assert (out / "results.jsonl").read_bytes() == log  # a rerun adds no row
     assert fingerprint(pairs) == before
+
+    single = run_cli(*[str(tmp_path / "qc1") if a == str(out) else a for a in args], "--workers", "1")
+    assert single.returncode == 0, single.stderr
+    assert (tmp_path / "qc1" / "results.jsonl").read_bytes() == log  # threads change nothing but speed
 
 
 def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, plugin_env):

@@ -2,6 +2,7 @@
 
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -210,5 +211,7 @@ def test_scores_do_not_depend_on_batching(scene, cls):
     cpu = torch.device("cpu")
     together = score_batch(pairs, [stage], True, cpu)
     alone = [score_batch([p], [stage], True, cpu)[0] for p in pairs]
-    assert [row["scores"] for row in together] == [row["scores"] for row in alone]
-    assert [row["verdict"] for row in together] == [row["verdict"] for row in alone]
+    with ThreadPoolExecutor(3) as executor:
+        threaded = score_batch(pairs, [stage], True, cpu, executor)
+    assert [row["scores"] for row in together] == [row["scores"] for row in alone] == [row["scores"] for row in threaded]
+    assert [row["verdict"] for row in together] == [row["verdict"] for row in alone] == [row["verdict"] for row in threaded]

@@ -1,11 +1,13 @@
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ggtqc import Field, Filter, WeightFile
+from ggtqc import Field, Filter, PairFilter, WeightFile
 from ggtqc.batch import LoadedPair
 from ggtqc.host import Entry, PluginError
 from ggtqc.pairs import Pair
@@ -139,6 +141,50 @@ def test_batched_and_single_scores_are_identical():
     together = score_batch(items, stages, True, CPU)
     one_by_one = [score_batch([item], stages, True, CPU)[0] for item in items]
     assert together == one_by_one
+
+
+class Meeting(PairFilter):
+    """Scores only if another pair is being scored at the same moment."""
+
+    name = "meeting"
+    version = "1"
+    threadsafe = True
+    fields = (Field("threads", "lower", None),)
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.threads = set()
+
+    def score_pair(self, lq, hq):
+        self.threads.add(threading.get_ident())
+        self.barrier.wait()  # breaks (an error row) unless two pairs are scored at once
+        return {"threads": 0.0}
+
+
+def test_threadsafe_pair_filters_score_a_batch_on_the_hosts_threads():
+    items = [loaded(f"p{k}", (8, 8, 3), (16, 16, 3)) for k in range(4)]
+    meeting = stage(Meeting)
+    with ThreadPoolExecutor(2) as executor:
+        rows = score_batch(items, [meeting], False, CPU, executor)
+    assert [row["verdict"] for row in rows] == ["accept"] * 4
+    assert len(meeting.filter.threads) == 2 and threading.get_ident() not in meeting.filter.threads
+
+
+def test_other_pair_filters_stay_on_the_calling_thread():
+    class Recorder(PairFilter):
+        name = "recorder"
+        version = "1"
+        fields = (Field("x", "lower", None),)
+        threads: set = set()
+
+        def score_pair(self, lq, hq):
+            Recorder.threads.add(threading.get_ident())
+            return {"x": 0.0}
+
+    with ThreadPoolExecutor(2) as executor:
+        score_batch([loaded(f"p{k}", (8, 8, 3), (16, 16, 3)) for k in range(4)], [stage(Recorder)], False, CPU, executor)
+    assert Recorder.threads == {threading.get_ident()}
 
 
 def test_missing_weights_and_gpu_needs_stop_before_work():

@@ -1,0 +1,62 @@
+"""Milliseconds per pair of each weights-free filter, on one thread and on all cores.
+
+    pytest benchmarks/test_filter_throughput.py --benchmark-only
+
+A batch of 16 real photos, HQ 1024x1024 and LQ 512x512 (blurred, noisy, JPEG), scored
+through the runner's ``score_batch`` as ``ggtqc filter --all-scores`` does; ``workers`` is
+the size of the thread pool that ``--workers`` gives the run (1: no pool).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from ggtqc.batch import LoadedPair
+from ggtqc.host import load_host
+from ggtqc.pairs import Pair
+from ggtqc.runner import Stage, score_batch
+
+BATCH = 16
+FILTERS = ("ssim", "color", "hallucination", "artifacts", "geometry", "iqa")
+WORKERS = sorted({1, os.cpu_count() or 1})
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    rng = np.random.default_rng(0)
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    out = []
+    for k in range(BATCH):
+        photo = photos[k % len(photos)]
+        y, x = rng.integers(0, photo.shape[0] - 256), rng.integers(0, photo.shape[1] - 256)
+        hq = cv2.resize(photo[y : y + 256, x : x + 256], (1024, 1024), interpolation=cv2.INTER_CUBIC)
+        lq = cv2.GaussianBlur(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), (0, 0), 1.2)
+        lq = np.clip(lq + rng.normal(0, 6, lq.shape), 0, 255).astype(np.uint8)
+        ok, jpeg = cv2.imencode(".jpg", lq, [cv2.IMWRITE_JPEG_QUALITY, 40])
+        pair = Pair(f"p{k}", Path(f"lq/p{k}.png"), Path(f"hq/p{k}.png"), Path("."))
+        out.append(LoadedPair(pair, cv2.imdecode(jpeg, cv2.IMREAD_COLOR), hq))
+    return out
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+@pytest.mark.parametrize("name", FILTERS)
+def test_filter_ms_per_pair(benchmark, pairs, name, workers):
+    entry = load_host().filters()[name]
+    instance = entry.cls()
+    instance.setup(CPU)
+    stage = Stage(instance, entry, {f.name: f.threshold for f in entry.cls.fields})
+    benchmark.group = f"filter {name}, batch of {BATCH}"
+    benchmark.extra_info["workers"] = workers
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as executor:
+        benchmark.pedantic(score_batch, args=(pairs, [stage], True, CPU, executor), rounds=3, warmup_rounds=1, iterations=1)
+    benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.mean / BATCH * 1000
