@@ -30,13 +30,13 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import luma, noise_sigma
+from ggtqc.planes import luma, noise_sigma, percentile
 
 
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "1"
+    version = "2"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -73,24 +73,24 @@ def blockiness(y: np.ndarray) -> float:
 
 
 def _gradient(plane: np.ndarray) -> np.ndarray:
-    return np.hypot(cv2.Sobel(plane, cv2.CV_32F, 1, 0), cv2.Sobel(plane, cv2.CV_32F, 0, 1))
+    return cv2.magnitude(cv2.Sobel(plane, cv2.CV_32F, 1, 0), cv2.Sobel(plane, cv2.CV_32F, 0, 1))
 
 
 def flat_noise_sigma(y: np.ndarray) -> float:
     """Noise sigma on the flattest 30% of the plane."""
     gradient = _gradient(cv2.GaussianBlur(y, (0, 0), 1.5))[1:-1, 1:-1]
-    return noise_sigma(y, gradient <= np.percentile(gradient, 30))
+    return noise_sigma(y, gradient <= percentile(gradient, 30))
 
 
 def halo(y: np.ndarray) -> float:
     smooth = cv2.GaussianBlur(y, (0, 0), 3.0)
     window = np.ones((9, 9), np.uint8)
-    high, low = cv2.dilate(smooth, window), cv2.erode(smooth, window)
-    overshoot = np.maximum(y - high, 0) + np.maximum(low - y, 0)
     gradient = _gradient(smooth)
-    strong = (gradient >= np.percentile(gradient, 95)).astype(np.uint8)
+    strong = (gradient >= percentile(gradient, 95)).astype(np.uint8)
     near = cv2.dilate(strong, np.ones((5, 5), np.uint8)) > 0
-    relative = overshoot[near] / np.maximum((high - low)[near], 8.0)
+    y, high, low = y[near], cv2.dilate(smooth, window)[near], cv2.erode(smooth, window)[near]
+    overshoot = np.maximum(y - high, 0) + np.maximum(low - y, 0)
+    relative = overshoot / np.maximum(high - low, 8.0)
     return float((relative > 0.1).mean())
 
 
