@@ -65,23 +65,3 @@ def noise_sigma(plane: np.ndarray, where: np.ndarray | None = None) -> float:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """Full-range luma, float32, of an RGB image (uint8 or float)."""
     return cv2.transform(rgb.astype(np.float32, copy=False), LUMA)
-
-
-PARTICLE = 0.04  # specks up to this share of the long side count as degradation, not content
-
-
-def particles_removed(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both images at a common size (LQ long side ``side``) with specks under 4% of the frame removed.
-
-    A morphological open-close by a disc of that size: rain streaks, snowflakes, dust and
-    scratches go, objects and edges of scene size stay. Working at ``side`` rather than full
-    resolution keeps the disc small and the cost low.
-    """
-    small = small_pair(lq, hq, side)
-    size = max(3, int(PARTICLE * max(small[0].shape[:2])) | 1)
-    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    out = []
-    for image in small:
-        opened = cv2.morphologyEx(image, cv2.MORPH_OPEN, element)
-        out.append(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, element))
-    return out[0], out[1]

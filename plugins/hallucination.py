@@ -14,42 +14,58 @@ Two one-sided maps then say which structure has no counterpart on the other side
 - *added*: HQ variance that the LQ does not explain, ``v_hq - cov**2 / v_lq``, over the
   total energy (analysed at ``added_side``, 96 px): objects, texture or text that the
   source never had;
-- *removed*: LQ variance that the HQ does not explain (at ``removed_side``, 64 px), after
-  a morphological open-close of both images (at 4x that size) by 4% of the frame, so that particles and
-  streaks smaller than that (rain, snow, dust, scratches: what restoration removes) do
-  not count as content.
+- *removed*: LQ structure that the HQ does not explain (at ``removed_side``, 64 px). Rain,
+  snow and noise are LQ structure too, and a restoration rightly removes them, so two
+  facts about them are used, not their size:
+
+  1. weather only adds light. Of the LQ's residual after its best local fit from the HQ,
+     only the part *darker* than the fit is counted (twice, as lost content is as often
+     darker as brighter). A bright streak or flake leaves little there.
+  2. particles are spread over the frame, with a contrast bounded by how far their
+     background is from white. The residual energy over ``(255 - local mean)**2`` is taken
+     at its 75th percentile over the frame, and three times that level, times each spot's
+     own ``(255 - local mean)**2``, is allowed before anything counts as removed.
+
+  What is left, over the total energy, is removed content.
 
 Each map is averaged over regions of ~5% of the frame; the scores are the worst region:
 
-- ``added``, ``removed``: 0 where both agree, ~1 where one side has structure the other
-  lacks entirely. ``added`` (default 0.4) sits above what honest restorations of the six
-  degradation groups reach on the planted-fault benchmark. ``removed`` (default 0.75) only
-  catches large removals: heavy snow that a restoration legitimately clears, or noise
-  around thin structures, reaches 0.75
-  too, so the subtler removals are left to the ``ssim`` filter and to review.
+- ``added``: 0 where both agree, ~1 where the HQ has structure the LQ lacks entirely.
+  The default 0.4 sits above what honest restorations of the six degradation groups
+  reach on the planted-fault benchmark.
+- ``removed``: the share of a region's structure that was in the LQ and is gone beyond
+  what particles explain. Honest restorations on the benchmark stay below ~0.06 (the
+  default; rain and snow come closest), a removed object scores 0.06 to 0.7. A change over
+  more than a quarter of the frame raises the allowance itself; such changes are the
+  ``ssim`` filter's.
 
-The filter returns the larger of the two maps as a heatmap of where the pair disagrees.
+The heatmap is the larger of the two maps, each divided by twice its default threshold:
+0.5 marks the default, 1 twice it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ggtqc import Field, Filter, Scores, hookimpl
-from ggtqc.planes import luma, noise_sigma, particles_removed, small_pair
+from ggtqc.planes import luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
 REGION = 0.05  # averaging radius of the worst-region score, as a share of the long side
+PARTICLE_PERCENTILE = 75  # particles cover the frame: most of it shows their level
+PARTICLE_ALLOWANCE = 3.0  # times that level, scaled by each spot's headroom, is not "removed"
 
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "1"
+    version = "2"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
-        Field("removed", "lower", 0.75, "worst region of LQ structure (beyond particles) the HQ does not explain"),
+        Field("removed", "lower", 0.06, "worst region of LQ structure, beyond rain, snow and noise, that the HQ lost"),
     )
     options = {"added_side": 96, "removed_side": 64}
 
@@ -60,20 +76,41 @@ class Hallucination(Filter):
 
     def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> tuple[float, float, np.ndarray]:
         """``added``, ``removed`` and the heatmap of one pair."""
-        added_map = one_sided_maps(lq, hq, int(self.settings["added_side"]))[0]
-        removed_side = int(self.settings["removed_side"])
-        removed_map = one_sided_maps(*particles_removed(lq, hq, 4 * removed_side), removed_side)[1]
-        size = added_map.shape[::-1]
-        heatmap = np.maximum(added_map, cv2.resize(removed_map, size, interpolation=cv2.INTER_LINEAR))
-        return float(added_map.max()), float(removed_map.max()), heatmap
+        added = added_map(lq, hq, int(self.settings["added_side"]))
+        removed = removed_map(lq, hq, int(self.settings["removed_side"]))
+        defaults = {f.name: f.threshold for f in self.fields}
+        size = added.shape[::-1]
+        heatmap = np.maximum(
+            added / (2 * defaults["added"]),
+            cv2.resize(removed, size, interpolation=cv2.INTER_LINEAR) / (2 * defaults["removed"]),
+        )
+        return float(added.max()), float(removed.max()), heatmap
 
 
 def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def one_sided_maps(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Region-averaged *added* and *removed* maps at the LQ's shape, long side ``side``."""
+@dataclass
+class LocalStructure:
+    """Windowed moments of both lumas at a common low resolution."""
+
+    x: np.ndarray  # LQ luma
+    y: np.ndarray  # HQ luma
+    mx: np.ndarray
+    my: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    cov: np.ndarray
+    gain2: np.ndarray  # HQ/LQ structure energy over a quarter of the frame (contrast, haze)
+    total: np.ndarray  # both sides' energy plus the noise stabiliser
+
+    @property
+    def region(self) -> float:
+        return REGION * max(self.x.shape)
+
+
+def local_structure(lq: np.ndarray, hq: np.ndarray, side: int) -> LocalStructure:
     small_lq, small_hq = small_pair(lq, hq, side)
     x, y = _blur(luma(small_lq), 0.7), _blur(luma(small_hq), 0.7)
     mx, my = _blur(x, WINDOW_SIGMA), _blur(y, WINDOW_SIGMA)
@@ -83,11 +120,26 @@ def one_sided_maps(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarra
     quarter = 0.25 * max(x.shape)
     gain2 = np.clip(_blur(vy, quarter) / np.maximum(_blur(vx, quarter), 1e-3), 0.25, 64.0)
     stabiliser = 0.1 * float(vy.mean()) + 4.0 * float(np.median(gain2)) * noise_sigma(x) ** 2 + 1.0
-    total = vy + gain2 * vx + stabiliser
-    added = np.maximum(vy - cov * cov / np.maximum(vx, 1e-3), 0) / total
-    removed = gain2 * np.maximum(vx - cov * cov / np.maximum(vy, 1e-3), 0) / total
-    radius = REGION * max(x.shape)
-    return _blur(added, radius), _blur(removed, radius)
+    return LocalStructure(x, y, mx, my, vx, vy, cov, gain2, vy + gain2 * vx + stabiliser)
+
+
+def added_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
+    """Region-averaged share of HQ structure the LQ does not explain, at the LQ's shape."""
+    s = local_structure(lq, hq, side)
+    added = np.maximum(s.vy - s.cov * s.cov / np.maximum(s.vx, 1e-3), 0) / s.total
+    return _blur(added, s.region)
+
+
+def removed_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
+    """Region-averaged share of LQ structure the HQ lost, beyond bright particles and noise."""
+    s = local_structure(lq, hq, side)
+    slope = s.cov / np.maximum(s.vy, 1e-3)
+    residual = (s.x - s.mx) - slope * (s.y - s.my)  # LQ detail the HQ's local fit misses
+    darker = 2.0 * _blur(np.minimum(residual, 0) ** 2, WINDOW_SIGMA)
+    headroom = np.maximum(255.0 - s.mx, 8.0) ** 2  # room a bright particle has above its background
+    particle_level = percentile(darker / headroom, PARTICLE_PERCENTILE)
+    lost = np.maximum(darker - PARTICLE_ALLOWANCE * particle_level * headroom, 0) * s.gain2
+    return _blur(lost / s.total, s.region)
 
 
 @hookimpl
