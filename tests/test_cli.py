@@ -39,8 +39,8 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     assert rows["fault/stretched"]["failed"] == ["resolution.aspect_error"]
     for fault in ("fault/mirrored", "fault/wrong_image"):
         assert rows[fault]["verdict"] == "reject"
-        assert {name.split(".")[0] for name in rows[fault]["failed"]} & {"ssim", "hallucination", "geometry"}
-    assert rows["fault/color_cast"]["failed"] == ["color.cast"]
+        assert {name.split(".")[0] for name in rows[fault]["failed"]} & {"ssim", "color", "hallucination", "geometry"}
+    assert rows["fault/color_cast"]["failed"] == ["color.hue_shift_deg", "color.cast"]
     pasted = rows["fault/pasted_object"]
     assert pasted["failed"] == ["hallucination.added", "hallucination.removed"]  # the face replaced what was there
     heatmap = cv2.imread(str(tmp_path / "qc" / pasted["heatmaps"]["hallucination"]))
