@@ -70,21 +70,20 @@ class Hallucination(Filter):
     options = {"added_side": 96, "removed_side": 64}
 
     def score(self, batch):
-        results = batch.map(self.score_pair, batch.lq, batch.hq)
+        results = batch.map(self.measure, batch.lq, batch.hq)
         added, removed, heatmaps = zip(*results) if results else ((), (), ())
         return Scores({"added": list(added), "removed": list(removed)}, list(heatmaps))
 
-    def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> tuple[float, float, np.ndarray]:
+    def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[float, float, np.ndarray]:
         """``added``, ``removed`` and the heatmap of one pair."""
         added = added_map(lq, hq, int(self.settings["added_side"]))
         removed = removed_map(lq, hq, int(self.settings["removed_side"]))
-        defaults = {f.name: f.threshold for f in self.fields}
-        size = added.shape[::-1]
-        heatmap = np.maximum(
-            added / (2 * defaults["added"]),
-            cv2.resize(removed, size, interpolation=cv2.INTER_LINEAR) / (2 * defaults["removed"]),
-        )
+        removed_there = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        heatmap = np.maximum(added / (2 * DEFAULTS["added"]), removed_there / (2 * DEFAULTS["removed"]))
         return float(added.max()), float(removed.max()), heatmap
+
+
+DEFAULTS = {f.name: f.threshold for f in Hallucination.fields}
 
 
 def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:
