@@ -37,7 +37,6 @@ from ggtqc import Field, PairFilter, hookimpl
 from ggtqc.planes import luma, noise_sigma, percentile
 
 
-
 class Artifacts(PairFilter):
     name = "artifacts"
     version = "3"

@@ -108,6 +108,21 @@ def test_color_accepts_honest_restorations(scene, group):
     assert fails(Color, got) == [], got
 
 
+def test_color_undoes_a_tone_curve_applied_per_channel(scene):
+    dark = np.clip((scene / 255.0) ** 2.6 * 0.3 * 255 + 0.5, 0, 255).astype(np.uint8)  # a camera's curve, channel by channel
+    got = scores(Color, dark, scene)
+    assert got["hue_shift_deg"] < 3 and got["cast"] < 3, got
+
+
+def test_color_ignores_the_hues_of_noise_on_a_grey_photo(scene):
+    grey = np.repeat(cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    small = cv2.resize(grey, (160, 107), interpolation=cv2.INTER_AREA).astype(np.float64)
+    lq = np.clip(small * 0.3 + np.random.default_rng(1).normal(0, 8, small.shape), 0, 255).astype(np.uint8)
+    got = scores(Color, lq, grey)
+    assert got["lq_free_chroma"] >= 4  # the noise has colour, so the photo is judged
+    assert fails(Color, got) == [] and (math.isnan(got["hue_shift_deg"]) or got["hue_shift_deg"] < 3), got
+
+
 def test_color_skips_a_sepia_source(scene):
     got = scores(Color, degrade.old_photo(scene), scene)
     assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and got["lq_free_chroma"] < 4
