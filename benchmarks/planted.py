@@ -316,17 +316,18 @@ def make_pairs(out: Path, split: str, per_photo: int, seed: int = 0, strengths=(
                     group = allowed[int(rng.integers(len(allowed)))]
                 lq = DEGRADE[group](lq_source[y : y + h, x : x + w], rng)
                 hq = honest_target(source, (y * scale, x * scale, h * scale, w * scale), rng)
-                region = None
+                region = other_name = None
                 if kind == "fault":
-                    other = photos[names[(n_photo + 1 + k) % len(names)]]
-                    other = cv2.resize(other, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_AREA)
+                    # another photo of the split, never this one (a crop of the same scene is no wrong image)
+                    other_name = names[(n_photo + 1 + k % (len(names) - 1)) % len(names)]
+                    other = cv2.resize(photos[other_name], (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_AREA)
                     hq, region = FAULT[what](hq, Context(lq, other, rng), strength)
                 pair_id = f"{kind}/{what}/{strength or group}/{name.split(':')[-1]}-{k}"
                 _save(out / "lq" / f"{pair_id}.png", lq)
                 _save(out / "hq" / f"{pair_id}.png", hq)
                 labels.append(
                     {"id": pair_id, "kind": kind, "what": what, "strength": strength, "group": group, "photo": name,
-                     "scale": scale, "region": region}
+                     "other": other_name, "scale": scale, "region": region}
                 )  # fmt: skip
     with (out / "labels.jsonl").open("w") as f:
         for label in labels:

@@ -29,3 +29,9 @@ def test_honest_pairs_are_accepted(result):
 @pytest.mark.parametrize("fault", planted.FAULTS)
 def test_clear_faults_are_caught(result, fault):
     assert recall(result, fault) >= 0.95, result["caught_by"][(fault, "clear")]
+
+
+def test_faults_borrow_from_another_photo_never_the_same(tmp_path):
+    labels = planted.make_pairs(tmp_path, "heldout", per_photo=4, seed=0, strengths=("clear",))
+    faults = [label for label in labels if label["kind"] == "fault"]
+    assert faults and all(label["other"] in planted.SPLITS["heldout"] and label["other"] != label["photo"] for label in faults)

@@ -123,6 +123,14 @@ def test_color_ignores_the_hues_of_noise_on_a_grey_photo(scene):
     assert fails(Color, got) == [] and (math.isnan(got["hue_shift_deg"]) or got["hue_shift_deg"] < 3), got
 
 
+def test_color_judges_faint_but_clean_colour_behind_haze():
+    clear = cv2.resize(photos()[0], (480, 320), interpolation=cv2.INTER_AREA)  # astronaut: flag, suit, sky
+    hazy = (clear * 0.3 + 0.7 * 230).astype(np.uint8)
+    honest, shifted = scores(Color, hazy, clear), scores(Color, hazy, in_lab(clear, rotate_hue(30)))
+    assert honest["lq_free_chroma"] < 4 and fails(Color, honest) == [], honest
+    assert "hue_shift_deg" in fails(Color, shifted), shifted
+
+
 def test_color_skips_a_sepia_source(scene):
     got = scores(Color, degrade.old_photo(scene), scene)
     assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and got["lq_free_chroma"] < 4
