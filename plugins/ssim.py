@@ -19,9 +19,9 @@ scene drops the structure term as much as SSIM. So the filter decides on structu
 The structure term treats flat areas as agreeing (its stabiliser dominates there), so a
 wrong photo with large flat areas can stay above 0.5; the ``hallucination`` filter, which
 counts structure one side has and the other lacks, rejects those. On the planted-fault
-benchmark (3 repeats of both photo splits) honest restorations of the six degradation
-groups scored >= 0.52 on calibration photos and >= 0.42 once (heavy snow) on held-out ones,
-1 in 72 below 0.5; 75% of mirrored targets and 50-75% of wrong photos fell below 0.5.
+benchmark (12 repeats of both photo splits) honest restorations of the six degradation
+groups scored >= 0.50 on calibration photos and >= 0.42 (heavy snow, haze) on held-out
+ones, 3 in 288 below 0.5; 67-75% of mirrored targets and ~60% of wrong photos fell below 0.5.
 The structure term is one vote among several: geometry and hallucination catch the rest.
 """
 
