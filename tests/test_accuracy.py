@@ -32,6 +32,6 @@ def test_clear_faults_are_caught(result, fault):
 
 
 def test_faults_borrow_from_another_photo_never_the_same(tmp_path):
-    labels = planted.make_pairs(tmp_path, "heldout", per_photo=4, seed=0, strengths=("clear",))
+    labels = planted.make_pairs(tmp_path, "calibration", per_photo=4, seed=0, strengths=("clear",))
     faults = [label for label in labels if label["kind"] == "fault"]
-    assert faults and all(label["other"] in planted.SPLITS["heldout"] and label["other"] != label["photo"] for label in faults)
+    assert faults and all(label["other"] in planted.SPLITS["calibration"] and label["other"] != label["photo"] for label in faults)
