@@ -1,6 +1,7 @@
 """clip and iqa through their real loading code, on random weights saved to local files."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -157,6 +158,19 @@ def test_iqa_piqe_runs_offline_and_matches_pyiqa():
     assert out["piqe_hq"][0] == pytest.approx(reference, rel=1e-4)
     assert out["piqe_gain"][0] > 0  # the clean target scores better than its noisy source
     assert np.isnan(out["musiq_hq"][0])  # not enabled: not measured
+
+
+def test_iqa_scores_the_same_on_the_hosts_threads():
+    f = Iqa()
+    f.setup(torch.device("cpu"))
+    rng = np.random.default_rng(1)
+    hq = [cv2.resize(p, (256, 192), interpolation=cv2.INTER_AREA) for p in photos()[:4]]
+    lq = [np.clip(h + rng.normal(0, 12, h.shape), 0, 255).astype(np.uint8) for h in hq]
+    alone = f.score(Batch(list("abcd"), lq, hq))
+    with ThreadPoolExecutor(3) as executor:
+        threaded = f.score(Batch(list("abcd"), lq, hq, executor=executor))
+    assert threaded["piqe_hq"] == alone["piqe_hq"] and threaded["piqe_gain"] == alone["piqe_gain"]
+    assert len(set(alone["piqe_hq"])) == 4
 
 
 def test_iqa_learned_metric_without_weights_stops_before_work(tmp_path, monkeypatch):
