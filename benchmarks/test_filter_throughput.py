@@ -2,7 +2,7 @@
 
     pytest benchmarks/test_filter_throughput.py --benchmark-only
 
-A batch of 16 real photos, HQ 1024x1024 and LQ 512x512 (blurred, noisy, JPEG), scored
+A batch of 16 real photos, HQ 1024x1024 and LQ 512x512 (``planted.mixed``: blur, noise, JPEG), scored
 through the runner's ``score_batch`` as ``ggtqc filter --all-scores`` does; ``workers`` is
 the size of the thread pool that ``--workers`` gives the run (1: no pool).
 """
@@ -10,6 +10,7 @@ the size of the thread pool that ``--workers`` gives the run (1: no pool).
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,9 @@ from ggtqc.batch import LoadedPair
 from ggtqc.host import load_host
 from ggtqc.pairs import Pair
 from ggtqc.runner import Stage, score_batch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import planted  # noqa: E402  the accuracy benchmark's degradations
 
 BATCH = 16
 FILTERS = ("ssim", "color", "hallucination", "artifacts", "geometry", "iqa")
@@ -40,11 +44,9 @@ def pairs():
         photo = photos[k % len(photos)]
         y, x = rng.integers(0, photo.shape[0] - 256), rng.integers(0, photo.shape[1] - 256)
         hq = cv2.resize(photo[y : y + 256, x : x + 256], (1024, 1024), interpolation=cv2.INTER_CUBIC)
-        lq = cv2.GaussianBlur(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), (0, 0), 1.2)
-        lq = np.clip(lq + rng.normal(0, 6, lq.shape), 0, 255).astype(np.uint8)
-        ok, jpeg = cv2.imencode(".jpg", lq, [cv2.IMWRITE_JPEG_QUALITY, 40])
+        lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)  # blur, noise, JPEG
         pair = Pair(f"p{k}", Path(f"lq/p{k}.png"), Path(f"hq/p{k}.png"), Path("."))
-        out.append(LoadedPair(pair, cv2.imdecode(jpeg, cv2.IMREAD_COLOR), hq))
+        out.append(LoadedPair(pair, lq, hq))
     return out
 
 

@@ -40,13 +40,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def map(self, function: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+    def map(self, function: Callable[..., Any], *iterables: Iterable[Any], threaded: bool = True) -> list[Any]:
         """``list(map(function, *iterables))``, on the host's threads when it gave some.
 
         OpenCV and NumPy release the GIL, so per-pair work spreads over the cores.
-        ``function`` must not keep state between calls.
+        ``function`` must not keep state between calls; ``threaded=False`` keeps the calls
+        on the calling thread.
         """
-        if self.executor is None:
+        if self.executor is None or not threaded:
             return list(map(function, *iterables))
         return list(self.executor.map(function, *iterables))
 

@@ -111,9 +111,7 @@ class PairFilter(Filter):
 
     def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
         columns: dict[str, list[float]] = {f.name: [] for f in self.fields}
-        pairs = (batch.lq, batch.hq)
-        results = batch.map(self.score_pair, *pairs) if self.threadsafe else list(map(self.score_pair, *pairs))
-        for result in results:
+        for result in batch.map(self.score_pair, batch.lq, batch.hq, threaded=self.threadsafe):
             for name, value in result.items():
                 columns[name].append(value)
         return columns

@@ -58,14 +58,14 @@ class Artifacts(PairFilter):
     )
 
     def score_pair(self, lq, hq):
-        y = luma(hq)
+        y, y_lq = luma(hq), luma(lq)
         return {
             "blockiness": blockiness(y),
             "noise": flat_noise_sigma(y),
             "halo": halo(y),
             "detail": detail(y),
-            "clipped": clipped_share(hq) - clipped_share(lq),
-            "change": change(lq, hq),
+            "clipped": clipped_share(y) - clipped_share(y_lq),
+            "change": change(lq, hq, y_lq),
         }
 
 
@@ -110,31 +110,30 @@ def detail(y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(fine * fine) / max(float(np.mean(next_band * next_band)), 1e-6)))
 
 
-def clipped_share(image: np.ndarray) -> float:
-    """Share of pixels blown to white or crushed to black (luma within 2 of the ends)."""
-    y = luma(image)
+def clipped_share(y: np.ndarray) -> float:
+    """Share of pixels of a luma plane blown to white or crushed to black (within 2 of the ends)."""
     return float(((y >= 253) | (y <= 2)).mean())
 
 
-def rms_change(lq: np.ndarray, hq: np.ndarray) -> float:
-    """RMS luma difference between the LQ and the HQ area-resized to the LQ's size."""
-    down = cv2.resize(hq, (lq.shape[1], lq.shape[0]), interpolation=cv2.INTER_AREA)
-    difference = luma(down) - luma(lq)
+def rms_change(y_lq: np.ndarray, image: np.ndarray) -> float:
+    """RMS luma difference between the LQ's luma and ``image`` area-resized to its size."""
+    down = cv2.resize(image, (y_lq.shape[1], y_lq.shape[0]), interpolation=cv2.INTER_AREA)
+    difference = luma(down) - y_lq
     return float(np.sqrt(np.mean(difference * difference)))
 
 
-def change(lq: np.ndarray, hq: np.ndarray) -> float:
+def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> float:
     """:func:`rms_change` beyond what upscaling the LQ alone would give (in quadrature).
 
     A plain upscale, resized back, differs from the LQ by its resampling error, which thin,
     high-contrast detail such as rain streaks makes large; a bilinear round trip, the
-    blurriest usual upscaler, bounds it.
+    blurriest usual upscaler, bounds it. ``y_lq`` is the LQ's luma.
     """
-    measured = rms_change(lq, hq)
+    measured = rms_change(y_lq, hq)
     if hq.shape[0] <= lq.shape[0] and hq.shape[1] <= lq.shape[1]:
         return measured
     upscaled = cv2.resize(lq, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_LINEAR)
-    resampling = rms_change(lq, upscaled)
+    resampling = rms_change(y_lq, upscaled)
     return math.sqrt(max(measured**2 - resampling**2, 0.0))
 
 

@@ -98,8 +98,7 @@ class Iqa(Filter):
 
     def score(self, batch):
         # On a CPU, pairs on the host's threads: PIQE is many small ops, ~1.4x on two cores.
-        pairs = (batch.lq, batch.hq)
-        results = batch.map(self.measure, *pairs) if self.device.type == "cpu" else list(map(self.measure, *pairs))
+        results = batch.map(self.measure, batch.lq, batch.hq, threaded=self.device.type == "cpu")
         return {f.name: [result.get(f.name, math.nan) for result in results] for f in self.fields}
 
     def measure(self, lq: np.ndarray, hq: np.ndarray) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """clip and iqa through their real loading code, on random weights saved to local files."""
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -167,8 +168,11 @@ def test_iqa_scores_the_same_on_the_hosts_threads():
     hq = [cv2.resize(p, (256, 192), interpolation=cv2.INTER_AREA) for p in photos()[:4]]
     lq = [np.clip(h + rng.normal(0, 12, h.shape), 0, 255).astype(np.uint8) for h in hq]
     alone = f.score(Batch(list("abcd"), lq, hq))
-    with ThreadPoolExecutor(3) as executor:
+    measure, threads = f.measure, set()
+    f.measure = lambda *pair: threads.add(threading.current_thread().name) or measure(*pair)
+    with ThreadPoolExecutor(3, thread_name_prefix="host") as executor:
         threaded = f.score(Batch(list("abcd"), lq, hq, executor=executor))
+    assert threads and all(name.startswith("host") for name in threads)  # the pairs ran on the host's threads
     assert threaded["piqe_hq"] == alone["piqe_hq"] and threaded["piqe_gain"] == alone["piqe_gain"]
     assert len(set(alone["piqe_hq"])) == 4
 
