@@ -223,6 +223,23 @@ def test_artifacts_catch_each_fault_in_its_own_field(scene, field):
     assert fails(Artifacts, scores(Artifacts, lq, scene)) == []
 
 
+def contrast(image, gain):
+    return np.clip((image.astype(np.float32) - 128) * gain + 128, 0, 255).astype(np.uint8)
+
+
+def test_halo_is_judged_where_edges_have_room_to_overshoot():
+    # Blown white suit on black space: sharpening cannot overshoot either plateau there.
+    clipped = contrast(cv2.resize(photos()[0], (480, 480), interpolation=cv2.INTER_AREA), 1.6)
+    lq = degrade.mixed(clipped)
+    assert "halo" not in fails(Artifacts, scores(Artifacts, lq, clipped))
+    assert "halo" in fails(Artifacts, scores(Artifacts, lq, ARTIFACT_FAULTS["halo"](clipped)))
+
+
+def test_halo_does_not_judge_a_mostly_clipped_star_field_on_its_stars():
+    stars = contrast(cv2.resize(photos()[4], (480, 480), interpolation=cv2.INTER_AREA), 1.6)
+    assert "halo" not in fails(Artifacts, scores(Artifacts, degrade.mixed(stars), stars))
+
+
 @pytest.mark.parametrize(
     "group,interpolation", [("mixed", cv2.INTER_CUBIC), ("rain", cv2.INTER_LANCZOS4), ("snow", cv2.INTER_LINEAR)]
 )
