@@ -17,9 +17,8 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   black, by the 5%. Counting the others made photos with blown highlights and black
   shadows look clean however hard they were sharpened. The count keeps at least half the
   edge pixels, so a mostly clipped frame (a star field, lamps on a black sky) is not
-  judged on its thin highlights alone. On the calibration photos honest
-  targets reach 0.34 and strongly sharpened ones start at 0.42; the limit, 0.38, is the
-  midpoint.
+  judged on its isolated highlights alone. On the calibration photos honest targets
+  reach 0.34 and strongly sharpened ones start at 0.42; the limit, 0.38, is the midpoint.
 - ``detail``: RMS of the finest band (image minus its sigma-1 blur) over the RMS of the
   next band (sigma 1 minus sigma 2). Natural photos sit above 1; over-smoothed, "plastic"
   targets and plain upscales fall well below.
@@ -111,7 +110,7 @@ def halo(y: np.ndarray) -> float:
     bright = smooth > (high + low) / 2
     room = np.where(bright, 255.0 - high, low) > HALO_OVERSHOOT * span
     # At least half the edge pixels stay in the count: where most plateaus are clipped, the
-    # few left are mostly thin highlights (lamps, stars), which overshoot any smoothed range.
+    # few left are mostly isolated highlights (lamps, stars), which overshoot any smoothed range.
     return float(overshoots[room].sum() / max(room.sum(), 0.5 * room.size))
 
 
