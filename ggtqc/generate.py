@@ -90,7 +90,7 @@ def plan(lq_dir: Path, out: Path, options: GenerateOptions) -> Plan:
 
 
 def last_rows(out: Path) -> dict[str, dict[str, Any]]:
-    return {row["id"]: row for row in RowLog(out / LOG).rows()} if (out / LOG).exists() else {}
+    return RowLog(out / LOG).last()
 
 
 def run(
@@ -174,13 +174,12 @@ def read_photo(pair_id: str, path: Path) -> tuple[Photo | None, str | None]:
 
 JOBS = "batch_jobs.jsonl"
 DONE_STATES = ("collected", "closed")
+ENDED_STATES = ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")  # no results will come
 
 
 def open_jobs(out: Path) -> dict[str, dict[str, Any]]:
     """Submitted jobs whose results have not been written yet, by job name."""
-    path = out / JOBS
-    last = {row["id"]: row for row in RowLog(path).rows()} if path.exists() else {}
-    return {name: row for name, row in last.items() if row["state"] not in DONE_STATES}
+    return {name: row for name, row in RowLog(out / JOBS).last().items() if row["state"] not in DONE_STATES}
 
 
 def run_batch(
@@ -205,25 +204,23 @@ def run_batch(
     answered: set[str] = set()  # photos whose result arrived in this run: failures wait for the next
     for name, job in open_jobs(out).items():
         state = generator.collect_batch(name, job["details"])
-        if isinstance(state, str):
-            if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
-                for pair_id in job["photos"]:
-                    row = _batch_row(pair_id, the_plan, out, generator, Generation(FAILED, reason=f"batch job {name} ended {state}"), job)
-                    log.append([row])
-                    on_row(row)
-                    answered.add(pair_id)
-                jobs.append([{"id": name, "state": "closed", "job_state": state}])
-            else:
-                report["running"].append(name)
+        if isinstance(state, str) and state not in ENDED_STATES:
+            report["running"].append(name)
             continue
+        if isinstance(state, str):  # the job ended without results: each photo failed
+            results, missing = {}, f"batch job {name} ended {state}"
+            closing = {"id": name, "state": "closed", "job_state": state}
+        else:
+            results, missing = state, f"batch job {name} returned nothing for it"
+            closing = {"id": name, "state": "collected"}
+            report["collected"] += len(job["photos"])
         for pair_id in job["photos"]:
-            result = state.get(pair_id, Generation(FAILED, reason=f"batch job {name} returned nothing for it"))
+            result = results.get(pair_id, Generation(FAILED, reason=missing))
             row = _batch_row(pair_id, the_plan, out, generator, result, job)
             log.append([row])
             on_row(row)
             answered.add(pair_id)
-            report["collected"] += 1
-        jobs.append([{"id": name, "state": "collected"}])
+        jobs.append([closing])
     held = {pair_id for job in open_jobs(out).values() for pair_id in job["photos"]}
     waiting = [i for i in the_plan.todo if i not in held and i not in answered and i not in the_plan.problems]
     for start in range(0, len(waiting), job_size):

@@ -55,6 +55,10 @@ class RowLog:
                     raise LogError(f"{self.path} line {number} is not a row; fix or remove it, or start afresh")
                 yield row
 
+    def last(self) -> dict[str, dict[str, Any]]:
+        """The last row written for each id (a log where a later row supersedes earlier ones)."""
+        return {row["id"]: row for row in self.rows()}
+
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Write ``rows`` and make them durable before returning."""
         if not rows:

@@ -67,9 +67,8 @@ class Color(PairFilter):
         return compare(lq, hq, int(self.settings["analysis_side"]), float(self.settings["min_free_chroma"]))
 
 
-def exposure_matched(lq: np.ndarray, hq: np.ndarray) -> np.ndarray:
-    """LQ with its luma mapped onto the HQ's distribution, RGB scaled together per pixel."""
-    y_lq, y_hq = luma(lq), luma(hq)
+def exposure_matched(lq: np.ndarray, y_lq: np.ndarray, y_hq: np.ndarray) -> np.ndarray:
+    """LQ with its luma ``y_lq`` mapped onto the HQ's distribution, RGB scaled together per pixel."""
     order = np.argsort(y_lq, axis=None)
     target = np.empty(y_lq.size, np.float32)
     target[order] = np.sort(y_hq, axis=None)
@@ -77,11 +76,11 @@ def exposure_matched(lq: np.ndarray, hq: np.ndarray) -> np.ndarray:
     return np.clip(lq * gain[..., None], 0, 255)
 
 
-def tone_matched(lq: np.ndarray, hq: np.ndarray) -> np.ndarray:
+def tone_matched(lq: np.ndarray, y_lq: np.ndarray, y_hq: np.ndarray) -> np.ndarray:
     """LQ with the luma quantile curve LQ -> HQ applied to each of R, G and B."""
     quantiles = np.linspace(0, 100, CURVE_POINTS)
-    source = np.percentile(luma(lq), quantiles)
-    target = np.percentile(luma(hq), quantiles)
+    source = np.percentile(y_lq, quantiles)
+    target = np.percentile(y_hq, quantiles)
     source = np.maximum.accumulate(source + np.arange(CURVE_POINTS) * 1e-4)  # strictly rising for interp
     return np.clip(np.interp(lq, source, target), 0, 255).astype(np.float32)
 
@@ -116,16 +115,17 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> float:
 
 def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str, float]:
     small_lq, small_hq = small_pair(lq, hq, side)
-    scaled = lab(exposure_matched(small_lq, small_hq))
+    y_lq, y_hq = luma(small_lq), luma(small_hq)
+    scaled = lab(exposure_matched(small_lq, y_lq, y_hq))
     free = free_chroma(scaled)
     clean = free >= MIN_FREE_CHROMA and free >= CLEAN_CHROMA_SNR * chroma_noise(scaled, small_lq.shape)
     if free < floor and not clean:
         return {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": free}
-    matched = lab(tone_matched(small_lq, small_hq))
+    matched = lab(tone_matched(small_lq, y_lq, y_hq))
     ab_lq = matched[:, 1:]
     ab_hq = lab(small_hq)[:, 1:]
     noise = chroma_noise(matched, small_lq.shape)
-    reliable = np.clip(luma(small_lq).ravel() / 60.0, 0, 1) ** 2
+    reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
     chroma = np.minimum(np.hypot(*ab_lq.T), np.hypot(*ab_hq.T))
     weight = np.maximum(chroma - NOISE_FLOOR * noise, 0) * reliable
     hue_shift = math.nan  # no pixel with colour above the noise: hue is not measured

@@ -32,6 +32,7 @@ import torch
 from ggtqc import Field, Filter, hookimpl
 from ggtqc.config import ConfigError
 from ggtqc.filters import WeightFile
+from ggtqc.planes import common_size
 from ggtqc.weights import cache_dir
 
 # metric -> (better, published weights file name in pyiqa's cache, or None for classical)
@@ -104,8 +105,7 @@ class Iqa(Filter):
     def measure(self, lq: np.ndarray, hq: np.ndarray) -> dict[str, float]:
         """The enabled metrics' fields for one pair."""
         side = int(self.settings["analysis_side"])
-        scale = min(1.0, side / max(hq.shape[:2]))
-        size = (max(1, round(hq.shape[1] * scale)), max(1, round(hq.shape[0] * scale)))
+        size = common_size(hq, side)
         views = {"hq": _tensor(hq, size, self.device), "lq": _tensor(lq, size, self.device)}
         out = {}
         for metric, model in self.metrics.items():
