@@ -28,6 +28,10 @@ Two one-sided maps then say which structure has no counterpart on the other side
 
   What is left, over the total energy, is removed content.
 
+Content swapped for other content (an object pasted over the scene, a fill with a texture
+of its own) shows in both maps at once, each perhaps below its own limit. ``replaced`` asks
+for both together: the geometric mean of the two maps, each over its default threshold.
+
 Each map is averaged over regions of ~5% of the frame; the scores are the worst region:
 
 - ``added``: 0 where both agree, ~1 where the HQ has structure the LQ lacks entirely.
@@ -38,8 +42,13 @@ Each map is averaged over regions of ~5% of the frame; the scores are the worst 
   default; rain and snow come closest), a removed object scores 0.06 to 0.7. A change over
   more than a quarter of the frame raises the allowance itself; such changes are the
   ``ssim`` filter's.
+- ``replaced``: 1 where both maps sit at their defaults in the same region. On the
+  benchmark, honest restorations that pass the two one-sided scores stay below 0.67 (snow
+  comes closest: flakes hide structure that the HQ then shows, and their residue reads as
+  lost); the default is 0.7. It catches faint pasted objects, text over detail and fills
+  that neither one-sided score reaches alone.
 
-The heatmap is the larger of the two maps, each divided by twice its default threshold:
+The heatmap is the largest of the three maps, each divided by twice its default threshold:
 0.5 marks the default, 1 twice it.
 """
 
@@ -61,26 +70,31 @@ PARTICLE_ALLOWANCE = 3.0  # times that level, scaled by each spot's headroom, is
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "2"
+    version = "3"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
         Field("removed", "lower", 0.06, "worst region of LQ structure, beyond rain, snow and noise, that the HQ lost"),
+        Field("replaced", "lower", 0.7, "worst region of added and removed together (geometric mean, each over its default)"),
     )
     options = {"added_side": 96, "removed_side": 64}
 
     def score(self, batch):
         results = batch.map(self.measure, batch.lq, batch.hq)
-        added, removed, heatmaps = zip(*results) if results else ((), (), ())
-        return Scores({"added": list(added), "removed": list(removed)}, list(heatmaps))
+        values = {f.name: [scores[f.name] for scores, _ in results] for f in self.fields}
+        return Scores(values, [heatmap for _, heatmap in results])
 
-    def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[float, float, np.ndarray]:
-        """``added``, ``removed`` and the heatmap of one pair."""
+    def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        """The scores and the heatmap of one pair."""
         added = added_map(lq, hq, int(self.settings["added_side"]))
         removed = removed_map(lq, hq, int(self.settings["removed_side"]))
-        removed_there = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        heatmap = np.maximum(added / (2 * DEFAULTS["added"]), removed_there / (2 * DEFAULTS["removed"]))
-        return float(added.max()), float(removed.max()), heatmap
+        # In units of their defaults, so the scores never depend on a run's configured thresholds.
+        added_share = added / DEFAULTS["added"]
+        removed_share = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR) / DEFAULTS["removed"]
+        replaced = np.sqrt(added_share * removed_share)
+        heatmap = np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2
+        scores = {"added": float(added.max()), "removed": float(removed.max()), "replaced": float(replaced.max())}
+        return scores, heatmap
 
 
 DEFAULTS = {f.name: f.threshold for f in Hallucination.fields}

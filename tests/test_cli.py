@@ -42,7 +42,7 @@ def test_sample_pairs_show_every_verdict(tmp_path):
         assert {name.split(".")[0] for name in rows[fault]["failed"]} & {"ssim", "color", "hallucination", "geometry"}
     assert rows["fault/color_cast"]["failed"] == ["color.hue_shift_deg", "color.cast"]
     pasted = rows["fault/pasted_object"]
-    assert pasted["failed"] == ["hallucination.added", "hallucination.removed"]  # the face replaced what was there
+    assert pasted["failed"] == ["hallucination.added", "hallucination.removed", "hallucination.replaced"]  # the face replaced what was there
     heatmap = cv2.imread(str(tmp_path / "qc" / pasted["heatmaps"]["hallucination"]))
     assert heatmap is not None and heatmap.shape[1] > heatmap.shape[0]  # the LQ's 3:2 aspect
     brightest = np.unravel_index(int(np.argmax(heatmap.sum(axis=2))), heatmap.shape[:2])

@@ -199,6 +199,22 @@ def test_hallucination_finds_erased_content_under_weather_and_shows_where(scene,
     assert 40 / 320 <= (y + 0.5) / h <= 200 / 320 and 80 / 480 <= (x + 0.5) / w <= 260 / 480
 
 
+@pytest.mark.parametrize("group", ["mixed", "rain", "haze", "old_photo"])
+def test_hallucination_finds_a_faint_object_that_neither_one_sided_score_reaches(scene, group):
+    lq = getattr(degrade, group)(scene)
+    hq = scene.copy()
+    face = cv2.resize(photos()[0][180:330, 160:360], (65, 50)).astype(np.float32)
+    hq[70:120, 60:125] = (0.6 * hq[70:120, 60:125] + 0.4 * face).astype(np.uint8)  # a ghost of a face on the cup
+    honest = scores(Hallucination, lq, retoned(scene))
+    faulty = Hallucination().score(Batch(["p"], [lq], [hq]))
+    got = {name: values[0] for name, values in faulty.values.items()}
+    assert honest["replaced"] < 0.7 < got["replaced"]
+    assert fails(Hallucination, got) == ["replaced"], got
+    y, x = np.unravel_index(np.argmax(faulty.heatmaps[0]), faulty.heatmaps[0].shape)
+    h, w = faulty.heatmaps[0].shape
+    assert 70 / 320 <= (y + 0.5) / h <= 120 / 320 and 60 / 480 <= (x + 0.5) / w <= 125 / 480
+
+
 # --- artifacts -------------------------------------------------------------------------
 
 
