@@ -14,6 +14,7 @@ from ggtqc.kernels.ssim import LUMA as LUMA_WEIGHTS
 
 LUMA = np.asarray([LUMA_WEIGHTS], np.float32)
 LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+MIN_SIDE = 8  # px: a view smaller than this on either side is not analysed (its scores are NaN)
 
 
 def common_size(lq: np.ndarray, side: int) -> tuple[int, int]:

@@ -26,6 +26,11 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   levels of either end) in the HQ, minus that share in the LQ. Recorded, not decided on:
   brightening a hazy or dark photo legitimately saturates highlights its source had, and
   the benchmark's honest targets reach 27%.
+- ``tonal_range``: the HQ's luma range (1st to 99th percentile) over the LQ's. Restoring
+  brightens dark photos and lifts the veil of haze, widening the range; snow and rain put
+  near-white flakes in the LQ, so honest targets on the benchmark keep at least 0.78 of it.
+  A target that keeps less than half is blank, blacked out or washed out, whatever its
+  structure (the content filters are blind to brightness and contrast, on purpose).
 - ``change``: RMS luma difference between the HQ (area-resized to the LQ's size) and the
   LQ, in grey levels, beyond the difference a bilinear upscale of the LQ would show (the
   two subtracted in quadrature). A restoration of a visibly degraded photo changes it by
@@ -41,7 +46,7 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import luma, noise_sigma, percentile
+from ggtqc.planes import MIN_SIDE, luma, noise_sigma, percentile
 
 HALO_WINDOW = 21  # px: wider than a sharpening rim, so the range spans the plateaus beside an edge
 HALO_OVERSHOOT = 0.05  # of that range
@@ -49,7 +54,7 @@ HALO_OVERSHOOT = 0.05  # of that range
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "5"
+    version = "6"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -58,10 +63,13 @@ class Artifacts(PairFilter):
         Field("halo", "lower", 0.38, "share of strong-edge pixels overshooting their 21-px range"),
         Field("detail", "higher", 0.9, "finest band RMS over the next band's"),
         Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
+        Field("tonal_range", "higher", 0.5, "HQ luma range (1-99th percentile) over the LQ's"),
         Field("change", "higher", 4.0, "RMS luma change from LQ beyond resampling, grey levels (not restored)"),
     )
 
     def score_pair(self, lq, hq):
+        if min(*lq.shape[:2], *hq.shape[:2]) < MIN_SIDE:
+            return {f.name: math.nan for f in self.fields}
         y, y_lq = luma(hq), luma(lq)
         return {
             "blockiness": blockiness(y),
@@ -69,6 +77,7 @@ class Artifacts(PairFilter):
             "halo": halo(y),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
+            "tonal_range": luma_range(y) / max(luma_range(y_lq), 1.0),
             "change": change(lq, hq, y_lq),
         }
 
@@ -124,6 +133,11 @@ def detail(y: np.ndarray) -> float:
 def clipped_share(y: np.ndarray) -> float:
     """Share of pixels of a luma plane blown to white or crushed to black (within 2 of the ends)."""
     return float(((y >= 253) | (y <= 2)).mean())
+
+
+def luma_range(y: np.ndarray) -> float:
+    """Spread of a luma plane from its 1st to its 99th percentile, grey levels."""
+    return percentile(y, 99) - percentile(y, 1)
 
 
 def rms_change(y_lq: np.ndarray, image: np.ndarray) -> float:

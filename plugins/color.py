@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import luma, noise_sigma, small_pair
+from ggtqc.planes import MIN_SIDE, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
 CURVE_POINTS = 257  # quantiles that define the tone curve
@@ -113,8 +113,13 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> float:
     return max(noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2]))
 
 
+NOT_MEASURED = {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": math.nan}
+
+
 def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str, float]:
     small_lq, small_hq = small_pair(lq, hq, side)
+    if min(small_lq.shape[:2]) < MIN_SIDE:
+        return dict(NOT_MEASURED)
     y_lq, y_hq = luma(small_lq), luma(small_hq)
     scaled = lab(exposure_matched(small_lq, y_lq, y_hq))
     free = free_chroma(scaled)

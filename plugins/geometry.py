@@ -12,6 +12,9 @@ scale, rotation, shear). The same is done with the target mirrored.
 - ``mirror_gain``: how much better the mirrored target correlates with the source than the
   target itself (0 when mirroring does not help); above 0.1 the target is mirrored.
 - ``correlation``: ECC correlation of the aligned images (recorded only).
+
+A blank frame (under 0.5 grey levels of RMS detail at the analysis size) on either side, or
+a view under 16 px, has no position to estimate: every field is NaN, not measured.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from ggtqc import Field, PairFilter, hookimpl
 from ggtqc.planes import luma, small_pair
 
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+MIN_STRUCTURE = 0.5  # grey levels of detail (RMS) below which a frame is blank to alignment
 
 
 class Geometry(PairFilter):
     name = "geometry"
-    version = "1"
+    version = "2"
     threadsafe = True
     cost = 18.0
     fields = (
@@ -43,11 +47,15 @@ class Geometry(PairFilter):
         return estimate(lq, hq, int(self.settings["analysis_side"]))
 
 
-def structure_only(plane: np.ndarray) -> np.ndarray:
-    """Luma minus its local mean, scaled to unit variance: no brightness, contrast or haze."""
+def structure_only(plane: np.ndarray) -> np.ndarray | None:
+    """Luma minus its local mean, scaled to unit variance: no brightness, contrast or haze.
+
+    None for a featureless plane (a blank frame), which has no position to estimate.
+    """
     window = max(3, round(0.12 * max(plane.shape)))
     detail = plane - cv2.blur(plane, (window, window), borderType=cv2.BORDER_REFLECT)
-    return detail / max(float(detail.std()), 1e-3)
+    spread = float(detail.std())
+    return detail / spread if spread >= MIN_STRUCTURE else None
 
 
 def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
@@ -67,7 +75,7 @@ def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
 def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
     small_lq, small_hq = small_pair(lq, hq, side)
     template, moving = structure_only(luma(small_lq)), structure_only(luma(small_hq))
-    if min(template.shape) < 16:
+    if template is None or moving is None or min(template.shape) < 16:
         return {"displacement_px": math.nan, "mirror_gain": math.nan, "correlation": math.nan}
     warp, correlation = align(template, moving)
     _, mirrored = align(template, np.ascontiguousarray(moving[:, ::-1]))

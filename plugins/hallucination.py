@@ -54,13 +54,14 @@ The heatmap is the largest of the three maps, each divided by twice its default 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ggtqc import Field, Filter, Scores, hookimpl
-from ggtqc.planes import luma, noise_sigma, percentile, small_pair
+from ggtqc.planes import MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
 REGION = 0.05  # averaging radius of the worst-region score, as a share of the long side
@@ -84,10 +85,13 @@ class Hallucination(Filter):
         values = {f.name: [scores[f.name] for scores, _ in results] for f in self.fields}
         return Scores(values, [heatmap for _, heatmap in results])
 
-    def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[dict[str, float], np.ndarray | None]:
         """The scores and the heatmap of one pair."""
-        added = added_map(lq, hq, int(self.settings["added_side"]))
-        removed = removed_map(lq, hq, int(self.settings["removed_side"]))
+        added_side, removed_side = int(self.settings["added_side"]), int(self.settings["removed_side"])
+        if min(common_size(lq, min(added_side, removed_side))) < MIN_SIDE:
+            return {f.name: math.nan for f in self.fields}, None
+        added = added_map(lq, hq, added_side)
+        removed = removed_map(lq, hq, removed_side)
         # In units of their defaults, so the scores never depend on a run's configured thresholds.
         added_share = added / DEFAULTS["added"]
         removed_share = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR) / DEFAULTS["removed"]

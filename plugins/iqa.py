@@ -43,6 +43,7 @@ METRICS = {
     "musiq": ("higher", "musiq_koniq_ckpt-e95806b9.pth"),
 }
 PYIQA_CACHE = Path.home() / ".cache" / "torch" / "hub" / "pyiqa"
+PIQE_BLOCK = 16  # px: PIQE scores 16-px blocks; a smaller view has none
 
 
 class Iqa(Filter):
@@ -106,6 +107,8 @@ class Iqa(Filter):
         """The enabled metrics' fields for one pair."""
         side = int(self.settings["analysis_side"])
         size = common_size(hq, side)
+        if min(size) < PIQE_BLOCK:
+            return {}  # too small to measure: every field NaN
         views = {"hq": _tensor(hq, size, self.device), "lq": _tensor(lq, size, self.device)}
         out = {}
         for metric, model in self.metrics.items():

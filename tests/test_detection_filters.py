@@ -267,7 +267,39 @@ def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene, group, interpola
     assert restored["change"] > 4, restored
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        lambda s: np.full_like(s, 255),  # blank
+        lambda s: (s * 0.08).astype(np.uint8),  # blacked out
+        lambda s: (s * 0.15 + 200).astype(np.uint8),  # washed out
+    ],
+    ids=["blank", "dark", "washed_out"],
+)
+def test_artifacts_flag_a_target_that_lost_the_tonal_range(scene, target):
+    got = scores(Artifacts, degrade.mixed(scene), target(scene))
+    assert "tonal_range" in fails(Artifacts, got), got
+
+
+@pytest.mark.parametrize("group", ["low_light", "haze", "snow", "rain", "old_photo"])
+def test_honest_restorations_keep_the_tonal_range(scene, group):
+    assert scores(Artifacts, getattr(degrade, group)(scene), retoned(scene))["tonal_range"] > 0.75
+
+
 # --- all four --------------------------------------------------------------------------
+
+
+def test_geometry_does_not_estimate_a_blank_frame(scene):
+    got = scores(Geometry, degrade.mixed(scene), np.full_like(scene, 255))
+    assert all(math.isnan(v) for v in got.values()), got
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 600), (600, 5)])
+@pytest.mark.parametrize("cls", [Geometry, Color, Hallucination, Artifacts])
+def test_a_view_too_small_to_analyse_is_not_measured(scene, cls, shape):
+    tiny = cv2.resize(scene, shape[::-1], interpolation=cv2.INTER_AREA)
+    got = scores(cls, tiny, tiny)
+    assert all(math.isnan(v) for v in got.values()), got
 
 
 @pytest.mark.parametrize("cls", [Geometry, Color, Hallucination, Artifacts])

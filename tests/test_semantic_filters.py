@@ -177,6 +177,14 @@ def test_iqa_scores_the_same_on_the_hosts_threads():
     assert len(set(alone["piqe_hq"])) == 4
 
 
+def test_iqa_does_not_measure_a_view_smaller_than_a_piqe_block():
+    f = Iqa()
+    f.setup(torch.device("cpu"))
+    sliver = cv2.resize(photos()[0], (600, 12), interpolation=cv2.INTER_AREA)  # 512 x 10 once sized
+    out = f.score(Batch(["p"], [sliver], [sliver]))
+    assert all(np.isnan(values[0]) for values in out.values()), out
+
+
 def test_iqa_learned_metric_without_weights_stops_before_work(tmp_path, monkeypatch):
     monkeypatch.setenv("GGTQC_CACHE", str(tmp_path))
     f = Iqa(metrics="piqe,musiq")
