@@ -137,7 +137,8 @@ def clipped_share(y: np.ndarray) -> float:
 
 def luma_range(y: np.ndarray) -> float:
     """Spread of a luma plane from its 1st to its 99th percentile, grey levels."""
-    return percentile(y, 99) - percentile(y, 1)
+    sample = np.ascontiguousarray(y[::2, ::2])  # a quarter of the pixels pin two percentiles as well, 4x faster
+    return percentile(sample, 99) - percentile(sample, 1)
 
 
 def rms_change(y_lq: np.ndarray, image: np.ndarray) -> float:
