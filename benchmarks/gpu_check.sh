@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # One prepared GPU check: kernel correctness on the card, then the side-by-side timings.
 # Installs nothing from the network: run it where torch with CUDA, triton and the peers
-# are installed (the project's .venv, or carried wheels). Writes into ${OUT:-gpu-out}.
+# are installed (the project's .venv, or a machine's own Python plus carried wheels).
+#   PYTHON   the interpreter (default .venv/bin/python)
+#   WHEELS   a folder of wheels to install first, offline (peers such as kornia, piq)
+#   OUT      where the results go (default gpu-out)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 python=${PYTHON:-.venv/bin/python}
 unset TRITON_INTERPRET
+if [ -n "${WHEELS:-}" ]; then
+    "$python" -m pip install --no-index --no-deps -q "$WHEELS"/*.whl 2>&1 | tail -3
+fi
+if ! "$python" -c "import ggtqc.kernels" 2>/dev/null; then  # ggtqc itself, offline, without its dependencies
+    "$python" -m pip install --no-index --no-deps --no-build-isolation -q -e . 2>&1 | tail -3
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 "$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"

@@ -184,7 +184,7 @@ def test_dispatch_auto_and_explicit(monkeypatch):
     assert _choose("auto", torch.device("cuda")) == "triton"
     monkeypatch.setenv("GGTQC_SSIM_IMPL", "torch")
     assert _choose(None, cpu) == "torch"
-    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # set only where there is no GPU
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         _choose("triton", cpu)
     with pytest.raises(RuntimeError, match="runs on CPU tensors"):
