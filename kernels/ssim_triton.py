@@ -1,15 +1,17 @@
 """The downsampled SSIM as one fused Triton kernel per batch.
 
 Each program owns one part of the valid SSIM map of one pair (at most ``TILE - 10``
-outputs a side). It reads the raw uint8 pixels under its part plus the 10-px window halo,
-pools them to luma in registers (exact integer channel sums in float32), filters the five
-moments with the separable Gaussian written as two banded matrix products (``Gv @ m @
-Gh``, in IEEE float32), applies the SSIM and structure formulas, and stores two partial
-sums. Parts are aligned to the tile grid, so one tiny reduction afterwards gives per-pair
+outputs a side, TILE at most 32). It reads the raw uint8 pixels under its part plus the
+10-px window halo, pools them to luma in registers (exact integer channel sums in
+float32), filters the five moments with the separable Gaussian written as two banded
+matrix products (``Gv @ m @ Gh``, in IEEE float32), applies the SSIM and structure
+formulas, and stores two partial sums. Parts are aligned to the tile grid, so one tiny reduction afterwards gives per-pair
 and per-tile means, deterministically (no atomics).
 
 Halos make neighbouring programs re-read up to ``(TILE / (TILE - 10))**2`` of their input
-(1.4x at TILE 64), which the L2 cache serves; every byte comes from DRAM once.
+(2.1x at TILE 32), which the L2 cache serves; every byte comes from DRAM once. Small
+programs win: at TILE 64 each held a dozen 64x64 float32 blocks and spilled registers,
+3-10x slower on an H200 (benchmarks/README.md, "On a GPU").
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import triton.language as tl
 
 from ggtqc.kernels.ssim import C1, C2, C3, LUMA, RADIUS, WINDOW, Geometry, SSIMResult, gaussian_window, tile_bounds
 
-MAX_TILE = 64
+MAX_TILE = 32  # up to 22 outputs a side per program; see the module docstring
 LUMA_R = tl.constexpr(LUMA[0])
 LUMA_G = tl.constexpr(LUMA[1])
 LUMA_B = tl.constexpr(LUMA[2])
@@ -105,21 +107,24 @@ def _ssim_parts_kernel(
     tl.store(out + 1, tl.sum(tl.sum(tl.where(inside, structure, 0.0), axis=1), axis=0))
 
 
-def partition(length: int, grid: int) -> tuple[int, int]:
+def partition(length: int, grid: int, max_tile: int = MAX_TILE) -> tuple[int, int]:
     """Parts along one axis (a multiple of ``grid``) and the TILE that holds one with its halo."""
     per_cell = math.ceil(length / grid)
-    split = math.ceil(per_cell / (MAX_TILE - 2 * RADIUS))
+    split = math.ceil(per_cell / (max_tile - 2 * RADIUS))
     parts = grid * split
     largest = math.ceil(length / parts) + 2 * RADIUS
     return parts, max(16, 1 << (largest - 1).bit_length())
 
 
-def ssim_triton(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMResult:
+def ssim_triton(
+    lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry, max_tile: int = MAX_TILE, num_warps: int | None = None
+) -> SSIMResult:
+    """``max_tile`` and ``num_warps`` are there for tuning sweeps (benchmarks/gpu_sweep.py)."""
     g = geometry
     vh, vw = g.valid
     grid = g.grid or 1
-    parts_y, tile_y = partition(vh, grid)
-    parts_x, tile_x = partition(vw, grid)
+    parts_y, tile_y = partition(vh, grid, max_tile)
+    parts_x, tile_x = partition(vw, grid, max_tile)
     tile = max(tile_y, tile_x)
     taps = torch.tensor(gaussian_window(), dtype=torch.float32, device=lq.device)
     partial = torch.empty(g.batch, parts_y, parts_x, 2, dtype=torch.float32, device=lq.device)
@@ -128,7 +133,7 @@ def ssim_triton(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMR
         *lq.stride(), *hq.stride(),
         vh, vw, parts_y, parts_x,
         LQ_BLOCK=g.factor, HQ_BLOCK=g.factor * g.scale, TILE=tile,
-        num_warps=8 if tile == 64 else 4,
+        num_warps=num_warps or (8 if tile == 64 else 4),
     )  # fmt: skip
     partial = partial.double()
     ssim = partial[..., 0].sum(dim=(1, 2)) / (vh * vw)
