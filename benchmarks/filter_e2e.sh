@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# End-to-end throughput of `ggtqc filter`: N pairs (HQ 1024 px PNG, LQ 512 px JPEG degraded by
+# planted.mixed) written to a scratch folder, then the CLI timed per device and filter set,
+# decoding and writing included. Writes nothing into the repo.
+#   PYTHON   the interpreter with ggtqc installed (default .venv/bin/python)
+#   N        pairs (default 512); DEVICES (default "cpu", e.g. "cuda cpu");
+#   PLUGINS  the --plugins values to time (default "ssim all,-clip,-iqa all,-clip")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+n=${N:-512}
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+"$python" - "$scratch/pairs" "$n" <<'PY'
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+sys.path.insert(0, "benchmarks")
+import planted
+
+root, count = Path(sys.argv[1]), int(sys.argv[2])
+photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
+rng = np.random.default_rng(0)
+for side in ("lq", "hq"):
+    (root / side).mkdir(parents=True)
+for i in range(count):
+    hq = cv2.resize(photos[i % len(photos)], (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)
+    cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
+    cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
+PY
+ggtqc="$(dirname "$python")/ggtqc"
+echo "$n pairs, $(nproc) cores"
+for device in ${DEVICES:-cpu}; do
+    for plugins in ${PLUGINS:-ssim all,-clip,-iqa all,-clip}; do
+        start=$(date +%s.%N)
+        "$ggtqc" filter "$scratch/pairs" --plugins "$plugins" --device "$device" --all-scores --out "$scratch/qc" --fresh -q >/dev/null
+        end=$(date +%s.%N)
+        "$python" -c "import sys; s = float(sys.argv[2]) - float(sys.argv[1]); print(f'{sys.argv[3]:5s} {sys.argv[4]:16s} {s:7.2f} s  {1000 * s / $n:7.2f} ms/pair')" \
+            "$start" "$end" "$device" "$plugins"
+    done
+done
