@@ -49,11 +49,14 @@ class RateLimiter:
         self.next_start = time.monotonic()
 
     def wait(self) -> None:
+        # Sleep holding the lock and count the interval from the actual wake-up: a thread
+        # that oversleeps on a busy machine then delays the next start instead of
+        # letting it follow too closely.
         with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next_start)
-            self.next_start = start + self.interval
-        time.sleep(max(0.0, start - now))
+            delay = self.next_start - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.next_start = time.monotonic() + self.interval
 
 
 @dataclass

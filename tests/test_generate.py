@@ -157,7 +157,10 @@ def test_concurrency_and_request_rate_are_bounded(tmp_path, lq_dir):
     with FakeGemini() as fake:
         assert generate(fake, lq_dir, tmp_path / "paced", "--prompt-mode", "fixed", "--rpm", "300", "--concurrency", "4").returncode == 0
         arrivals = sorted(r["arrived"] for r in fake.requests)
-        assert len(arrivals) == 4 and min(np.diff(arrivals)) >= 0.9 * 60 / 300  # starts 0.2 s apart, not all at once
+        # Starts 0.2 s apart, not all at once; a busy machine may delay one request after
+        # its start, so the check leaves room for that, not for a missing limit.
+        assert len(arrivals) == 4 and arrivals[-1] - arrivals[0] >= 0.95 * 3 * 60 / 300
+        assert min(np.diff(arrivals)) >= 0.5 * 60 / 300
 
 
 def test_the_key_never_reaches_output_files_or_logs(tmp_path, lq_dir):
