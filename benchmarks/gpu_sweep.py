@@ -49,7 +49,7 @@ def main(out: Path) -> None:
             for layout in ("channels_last", "contiguous"):
                 for max_tile, warps in ((32, 2), (32, 4), (64, 4), (64, 8)):
 
-                    def call(layout=layout, max_tile=max_tile, warps=warps):
+                    def call(layout=layout, max_tile=max_tile, warps=warps, geometry=geometry):
                         lq, hq = (lq_cl, hq_cl) if layout == "channels_last" else (lq_cl.contiguous(), hq_cl.contiguous())
                         return ssim_triton(lq, hq, geometry, max_tile=max_tile, num_warps=warps)
 
@@ -64,7 +64,7 @@ def main(out: Path) -> None:
                     print(f"{label} grid={grid} {layout:13s} tile<={max_tile} warps={warps}: {ms / BATCH:.4f} ms/pair  diff {diff:.1e}", flush=True)
         for name in ("torchmetrics", "pytorch_msssim"):
             metric = peer(name)
-            ms = median_ms(lambda: metric(*torch_planes(lq_cl, hq_cl, factor)))
+            ms = median_ms(lambda metric=metric, factor=factor: metric(*torch_planes(lq_cl, hq_cl, factor)))
             rows.append(dict(size=label, peer=name, ms_per_pair=ms / BATCH))
             print(f"{label} peer {name}: {ms / BATCH:.4f} ms/pair", flush=True)
     out.mkdir(parents=True, exist_ok=True)
