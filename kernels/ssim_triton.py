@@ -5,8 +5,8 @@ outputs a side, TILE at most 32). It reads the raw uint8 pixels under its part p
 10-px window halo, pools them to luma in registers (exact integer channel sums in
 float32), filters the five moments with the separable Gaussian written as two banded
 matrix products (``Gv @ m @ Gh``, in IEEE float32), applies the SSIM and structure
-formulas, and stores two partial sums. Parts are aligned to the tile grid, so one tiny reduction afterwards gives per-pair
-and per-tile means, deterministically (no atomics).
+formulas, and stores two partial sums. Parts are aligned to the tile grid, so one tiny
+reduction afterwards gives per-pair and per-tile means, deterministically (no atomics).
 
 Halos make neighbouring programs re-read up to ``(TILE / (TILE - 10))**2`` of their input
 (2.1x at TILE 32), which the L2 cache serves; every byte comes from DRAM once. Small

@@ -113,7 +113,7 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> float:
     return max(noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2]))
 
 
-NOT_MEASURED = {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": math.nan}
+NOT_MEASURED = {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": math.nan}  # returned as copies
 
 
 def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str, float]:
@@ -125,7 +125,7 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     free = free_chroma(scaled)
     clean = free >= MIN_FREE_CHROMA and free >= CLEAN_CHROMA_SNR * chroma_noise(scaled, small_lq.shape)
     if free < floor and not clean:
-        return {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": free}
+        return {**NOT_MEASURED, "lq_free_chroma": free}
     matched = lab(tone_matched(small_lq, y_lq, y_hq))
     ab_lq = matched[:, 1:]
     ab_hq = lab(small_hq)[:, 1:]
