@@ -4,6 +4,7 @@
 # decoding and writing included. Writes nothing into the repo.
 #   PYTHON   the interpreter with ggtqc installed (default .venv/bin/python)
 #   N        pairs (default 512); DEVICES (default "cpu", e.g. "cuda cpu");
+#   PROCESSES the --processes values to time (default "1", e.g. "1 4 16")
 #   PLUGINS  the --plugins values to time (default "ssim all,-clip,-iqa all,-clip")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,13 +35,20 @@ for i in range(count):
     cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
 PY
 ggtqc="$(dirname "$python")/ggtqc"
-echo "$n pairs, $(nproc) cores"
+echo "$n pairs, $(nproc) cores; wall: the command, start-up included; run: the scoring loop (summary.json)"
 for device in ${DEVICES:-cpu}; do
-    for plugins in ${PLUGINS:-ssim all,-clip,-iqa all,-clip}; do
-        start=$(date +%s.%N)
-        "$ggtqc" filter "$scratch/pairs" --plugins "$plugins" --device "$device" --all-scores --out "$scratch/qc" --fresh -q >/dev/null
-        end=$(date +%s.%N)
-        "$python" -c "import sys; s = float(sys.argv[2]) - float(sys.argv[1]); print(f'{sys.argv[3]:5s} {sys.argv[4]:16s} {s:7.2f} s  {1000 * s / $n:7.2f} ms/pair')" \
-            "$start" "$end" "$device" "$plugins"
+    for processes in ${PROCESSES:-1}; do
+        for plugins in ${PLUGINS:-ssim all,-clip,-iqa all,-clip}; do
+            start=$(date +%s.%N)
+            "$ggtqc" filter "$scratch/pairs" --plugins "$plugins" --device "$device" --processes "$processes" \
+                --all-scores --out "$scratch/qc" --fresh -q >/dev/null
+            end=$(date +%s.%N)
+            "$python" - "$start" "$end" "$device" "$processes" "$plugins" "$scratch/qc/summary.json" "$n" <<'PY'
+import json, sys
+start, end, device, processes, plugins, summary, n = sys.argv[1:]
+wall, run = float(end) - float(start), json.load(open(summary))["this_run"]["seconds"]
+print(f"{device:5s} {processes:>2s} proc  {plugins:16s} wall {wall:7.2f} s  run {run:7.2f} s  {1000 * run / int(n):7.2f} ms/pair")
+PY
+        done
     done
 done

@@ -37,6 +37,10 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def pairs():
+    return make_pairs()
+
+
+def make_pairs() -> list[LoadedPair]:
     rng = np.random.default_rng(0)
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     out = []

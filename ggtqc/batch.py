@@ -94,10 +94,9 @@ def load_batches(
     prefetch: int = 2,
 ) -> Iterator[list[LoadedPair]]:
     """Yield lists of decoded pairs in input order, decoding ``prefetch`` batches ahead."""
-    chunks = _chunks(pairs, batch_size)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ggtqc-decode") as pool:
         pending: deque[list[Future[LoadedPair]]] = deque()
-        for chunk in chunks:
+        for chunk in chunks(pairs, batch_size):
             pending.append([pool.submit(load_pair, pair, limits) for pair in chunk])
             if len(pending) > prefetch:
                 yield [f.result() for f in pending.popleft()]
@@ -105,7 +104,7 @@ def load_batches(
             yield [f.result() for f in pending.popleft()]
 
 
-def _chunks(items: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
+def chunks(items: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
     chunk: list[Pair] = []
     for item in items:
         chunk.append(item)

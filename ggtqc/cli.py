@@ -44,7 +44,8 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=os.cpu_count() or 1, show_default="all cores", type=click.IntRange(min=1), help="Threads decoding ahead, and threads scoring pairs.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; use the core count on many-core CPUs.")
+@click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding ahead and scoring pairs.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")
@@ -59,7 +60,8 @@ def filter_command(
     config_path: Path | None,
     device: str,
     batch_size: int,
-    workers: int,
+    processes: int,
+    workers: int | None,
     all_scores: bool,
     fresh: bool,
     export_dir: Path | None,
@@ -100,7 +102,9 @@ def filter_command(
     done_before = sum(1 for p in found if p.id in log.done)
     progress = Progress(len(found), done_before) if not quiet else None
     started = time.perf_counter()
-    options = RunOptions(batch_size=batch_size, workers=workers, all_scores=all_scores, limits=limits)
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 1) // processes)
+    options = RunOptions(batch_size=batch_size, workers=workers, processes=processes, all_scores=all_scores, limits=limits)
     try:
         run(found, stages, log, options, torch_device, on_batch=progress.update if progress else lambda rows: None)
     finally:

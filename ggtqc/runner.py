@@ -4,21 +4,33 @@ Filters run cheap first. Unless ``all_scores`` is set, a pair rejected by one fi
 not scored by the later ones. A filter that raises on a batch is retried pair by pair, so
 only the pairs it really fails on become ``error`` rows, each naming the filter. Filters
 that score pair by pair may spread a batch over ``workers`` threads (``Batch.map``).
+
+With ``processes`` > 1, batches are decoded and scored in that many worker processes
+(spawned, each with its own copy of the filters and ``workers`` threads), and this process
+only writes their rows, in input order. Threads share one interpreter lock, which the
+filters' Python glue between OpenCV and NumPy calls takes for a sizeable share of their
+time; processes share nothing, so they are the way to use many cores.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import pickle
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
-from ggtqc.batch import Batch, LoadedPair, load_batches
+from ggtqc.batch import Batch, LoadedPair, chunks, load_batches, load_pair
 from ggtqc.filters import Filter, Scores
 from ggtqc.host import Entry, PluginError
 from ggtqc.images import DecodeLimits
@@ -55,6 +67,7 @@ class Stage:
 class RunOptions:
     batch_size: int = 16
     workers: int = 2
+    processes: int = 1
     all_scores: bool = False
     limits: DecodeLimits = field(default_factory=DecodeLimits)
 
@@ -98,16 +111,91 @@ def run(
     on_batch: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
 ) -> None:
     todo = [p for p in pairs if p.id not in log.done]
+    scored = _scored_in_processes if options.processes > 1 else _scored_here
+    for rows in scored(todo, stages, options, device):
+        for row in rows:
+            if "heatmaps" in row:  # saved before the row, so a written row's files exist
+                row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
+        log.append(rows)
+        on_batch(rows)
+
+
+def _scored_here(
+    todo: list[Pair], stages: Sequence[Stage], options: RunOptions, device: torch.device
+) -> Iterator[list[dict[str, Any]]]:
     for stage in stages:
         stage.filter.setup(device)
     with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="ggtqc-score") as executor:
         for loaded in load_batches(todo, options.batch_size, options.limits, options.workers):
-            rows = score_batch(loaded, stages, options.all_scores, device, executor)
-            for row in rows:
-                if "heatmaps" in row:  # saved before the row, so a written row's files exist
-                    row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
-            log.append(rows)
-            on_batch(rows)
+            yield score_batch(loaded, stages, options.all_scores, device, executor)
+
+
+def _scored_in_processes(
+    todo: list[Pair], stages: Sequence[Stage], options: RunOptions, device: torch.device
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows of each batch, in input order, scored by ``options.processes`` worker processes."""
+    try:
+        payload = pickle.dumps((list(stages), options, device))
+    except Exception as e:  # a filter holding something that cannot cross a process boundary
+        raise PluginError(f"the filters cannot be sent to worker processes ({type(e).__name__}: {e}); use --processes 1") from None
+    context = multiprocessing.get_context("spawn")  # fork would copy locks held by this process's threads
+    pool = ProcessPoolExecutor(options.processes, mp_context=context, initializer=_start_worker, initargs=(payload, os.getpid()))
+    pending: deque[Future] = deque()
+    try:
+        for chunk in chunks(todo, options.batch_size):
+            pending.append(pool.submit(_score_in_worker, chunk))
+            if len(pending) > 2 * options.processes:  # enough queued to keep every worker busy
+                yield _collect(pending.popleft(), stages)
+        while pending:
+            yield _collect(pending.popleft(), stages)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(future: Future, stages: Sequence[Stage]) -> list[dict[str, Any]]:
+    rows, timings = future.result()
+    for stage, (seconds, count) in zip(stages, timings):
+        stage.seconds += seconds
+        stage.pairs += count
+    return rows
+
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(payload: bytes, parent: int) -> None:
+    """Set up a worker process: its filters, and threads limited to its share of the cores."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    try:
+        stages, options, device = pickle.loads(payload)
+        torch.set_num_threads(options.workers)
+        cv2.setNumThreads(options.workers)
+        for stage in stages:
+            stage.filter.setup(device)
+        executor = ThreadPoolExecutor(options.workers, thread_name_prefix="ggtqc-score") if options.workers > 1 else None
+        _worker.update(stages=stages, options=options, device=device, executor=executor)
+    except BaseException as e:  # raised again by each task, so the run reports it like any other
+        _worker["error"] = e
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker of a killed run has no one to send rows to: it ends instead of waiting forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _score_in_worker(chunk: list[Pair]) -> tuple[list[dict[str, Any]], list[tuple[float, int]]]:
+    if "error" in _worker:
+        raise _worker["error"]
+    stages, options = _worker["stages"], _worker["options"]
+    for stage in stages:
+        stage.seconds, stage.pairs = 0.0, 0
+    executor = _worker["executor"]
+    limits = [options.limits] * len(chunk)
+    loaded = list(executor.map(load_pair, chunk, limits) if executor else map(load_pair, chunk, limits))
+    rows = score_batch(loaded, stages, options.all_scores, _worker["device"], executor)
+    return rows, [(stage.seconds, stage.pairs) for stage in stages]
 
 
 def score_batch(

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -158,9 +159,11 @@ def test_third_party_plugin_installed_with_pip_is_found_and_runs(tmp_path, plugi
 
     # A failure while working (here: a corrupt checkpoint) is exit code 1, in one line.
     model.write_bytes(b"garbage")
-    failed = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc3"), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
-    assert failed.returncode == 1
-    assert failed.stderr.strip() == f"ggtqc: run failed: ValueError: {model} is not a learned.pt checkpoint (set GGTQC_DEBUG=1 for the traceback)"
+    for processes in ("1", "2"):  # in a worker process, the filter's setup fails the same way
+        out = tmp_path / f"qc3-{processes}"
+        failed = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--processes", processes, "--out", str(out), env={**plugin_env, "GGTQC_TESTPLUGIN_MODEL": str(model)})
+        assert failed.returncode == 1
+        assert failed.stderr.strip() == f"ggtqc: run failed: ValueError: {model} is not a learned.pt checkpoint (set GGTQC_DEBUG=1 for the traceback)"
 
 
 def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
@@ -208,6 +211,12 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
     assert single.returncode == 0, single.stderr
     assert (tmp_path / "qc1" / "results.jsonl").read_bytes() == log  # threads change nothing but speed
 
+    processes = run_cli(*[str(tmp_path / "qc2") if a == str(out) else a for a in args], "--processes", "2")
+    assert processes.returncode == 0, processes.stderr
+    assert (tmp_path / "qc2" / "results.jsonl").read_bytes() == log  # nor do processes
+    scored = [{name: f["pairs_scored"] for name, f in json.loads((tmp_path / qc / "summary.json").read_text())["filters"].items()} for qc in ("qc1", "qc2")]
+    assert scored[0] == scored[1] and scored[0]["resolution"] == 110  # the workers' counts reach the summary
+
 
 def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, plugin_env):
     pairs = tmp_path / "pairs"
@@ -230,3 +239,26 @@ def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, p
     key = lambda row: row["id"]  # noqa: E731
     assert sorted(read_rows(out), key=key) == sorted(read_rows(tmp_path / "ref"), key=key)
     assert len(read_rows(out)) == 60
+
+
+def test_killed_run_with_worker_processes_leaves_none_behind_and_resumes(tmp_path, plugin_env):
+    pairs = tmp_path / "pairs"
+    make_pair_folder(pairs, 40, seed=6)
+    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.2\n")
+    common = ["filter", str(pairs), "-q", "--plugins", "resolution,meangap", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4"]
+    reference = run_cli(*common, "--out", str(tmp_path / "ref"), env=plugin_env)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    children = kill_after_rows([*common, "--processes", "2", "--out", str(out)], out / "results.jsonl", 8, plugin_env)
+    assert len(children) >= 2  # two workers (and the semaphore tracker that spawning starts)
+    assert 8 <= len(read_rows(out)) < 40, "the run was not killed mid-way"
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "worker processes outlived the killed run"
+
+    resumed = run_cli(*common, "--processes", "2", "--out", str(out), env=plugin_env)
+    assert resumed.returncode == 0, resumed.stderr
+    key = lambda row: row["id"]  # noqa: E731
+    assert sorted(read_rows(out), key=key) == sorted(read_rows(tmp_path / "ref"), key=key)

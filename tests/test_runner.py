@@ -12,7 +12,8 @@ from ggtqc.batch import LoadedPair
 from ggtqc.host import Entry, PluginError
 from ggtqc.pairs import Pair
 from ggtqc.plugins.resolution import Resolution
-from ggtqc.runner import Stage, check_ready, score_batch
+from ggtqc.results import ResultsLog
+from ggtqc.runner import RunOptions, Stage, check_ready, run, score_batch
 
 CPU = torch.device("cpu")
 
@@ -205,3 +206,16 @@ def test_missing_weights_and_gpu_needs_stop_before_work():
     assert "gpuonly: needs a GPU" in message
     assert "--plugins all,-learned,-gpuonly" in message
     check_ready([stage(Resolution)], CPU)
+
+
+def test_a_filter_that_cannot_reach_worker_processes_is_a_clear_error(tmp_path):
+    class HoldsALock(Brightness):
+        def __init__(self, **settings):
+            super().__init__(**settings)
+            self.lock = threading.Lock()
+
+    log = ResultsLog(tmp_path / "qc", {})
+    pair = Pair("a", tmp_path / "lq" / "a.png", tmp_path / "hq" / "a.png", tmp_path)
+    with pytest.raises(PluginError, match=r"cannot be sent to worker processes .*; use --processes 1"):
+        run([pair], [stage(HoldsALock)], log, RunOptions(processes=2), CPU)
+    assert list(log.rows()) == []
