@@ -134,6 +134,22 @@ def test_color_judges_faint_but_clean_colour_behind_haze():
 def test_color_skips_a_sepia_source(scene):
     got = scores(Color, degrade.old_photo(scene), scene)
     assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and got["lq_free_chroma"] < 4
+    assert got["contrast"] > 0.9 and fails(Color, got) == [], got  # its tone is still compared
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "rain", "snow", "old_photo"])  # not low light: below
+def test_color_flags_a_faded_target_that_keeps_enough_tonal_range_to_pass_artifacts(scene, group):
+    faded = (scene * 0.15 + 190).astype(np.uint8)  # a range of ~38 grey levels
+    lq = getattr(degrade, group)(scene)
+    got = scores(Color, lq, faded)
+    assert "contrast" in fails(Color, got), got
+    assert "tonal_range" not in fails(Artifacts, scores(Artifacts, lq, faded))
+
+
+def test_color_contrast_is_relative_to_the_source(scene):
+    dark = degrade.low_light(scene)  # a dark source has little contrast to keep, so fading it is not seen
+    assert scores(Color, dark, (scene * 0.15 + 190).astype(np.uint8))["contrast"] > 0.5
+    assert scores(Color, dark, scene)["contrast"] > 2
 
 
 def test_color_measures_a_hue_rotation(scene):
