@@ -28,6 +28,7 @@ from ggtqc.rowlog import LogError
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
 USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError)
+INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -318,10 +319,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{where}: {e.format_message()} (see '{where} --help')", 2)
     except USER_ERRORS as e:
         _fail(f"ggtqc: {e}", 2)
-    except click.Abort:
+    except click.Abort as e:  # click turns Ctrl-C into Abort
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            _fail(INTERRUPTED, 130)
         _fail("ggtqc: aborted", 1)
     except KeyboardInterrupt:
-        _fail("ggtqc: interrupted; rows written so far are kept, run the same command again to resume", 130)
+        _fail(INTERRUPTED, 130)
     except Exception as e:
         if debug:
             raise

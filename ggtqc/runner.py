@@ -14,10 +14,12 @@ time; processes share nothing, so they are the way to use many cores.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 import time
 from collections import deque
@@ -112,12 +114,13 @@ def run(
 ) -> None:
     todo = [p for p in pairs if p.id not in log.done]
     scored = _scored_in_processes if options.processes > 1 else _scored_here
-    for rows in scored(todo, stages, options, device):
-        for row in rows:
-            if "heatmaps" in row:  # saved before the row, so a written row's files exist
-                row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
-        log.append(rows)
-        on_batch(rows)
+    with contextlib.closing(scored(todo, stages, options, device)) as batches:  # closed at once if writing fails
+        for rows in batches:
+            for row in rows:
+                if "heatmaps" in row:  # saved before the row, so a written row's files exist
+                    row["heatmaps"] = {name: log.save_heatmap(name, row["id"], m) for name, m in row["heatmaps"].items()}
+            log.append(rows)
+            on_batch(rows)
 
 
 def _scored_here(
@@ -165,6 +168,7 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(payload: bytes, parent: int) -> None:
     """Set up a worker process: its filters, and threads limited to its share of the cores."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process handles it
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     try:
         stages, options, device = pickle.loads(payload)

@@ -2,6 +2,9 @@
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb
+from conftest import GGTQC, REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb
 
 EXAMPLES = REPO / "examples" / "pairs"
 WEIGHTS_FREE = "all,-clip"  # no CLIP weights can be fetched here
@@ -262,3 +265,35 @@ def test_killed_run_with_worker_processes_leaves_none_behind_and_resumes(tmp_pat
     assert resumed.returncode == 0, resumed.stderr
     key = lambda row: row["id"]  # noqa: E731
     assert sorted(read_rows(out), key=key) == sorted(read_rows(tmp_path / "ref"), key=key)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_stops_the_run_keeps_its_rows_and_says_how_to_resume(tmp_path, plugin_env, processes):
+    pairs = tmp_path / "pairs"
+    make_pair_folder(pairs, 40, seed=7)
+    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.5\n")
+    out = tmp_path / "qc"
+    args = ["filter", str(pairs), "-q", "--plugins", "resolution,meangap", "--all-scores", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4", "--processes", processes, "--out", str(out)]
+    run = subprocess.Popen(
+        [str(GGTQC), *args], env={**os.environ, **plugin_env}, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((out / "results.jsonl").exists() and (out / "results.jsonl").read_text().count("\n") >= 8):
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group
+    stderr = run.communicate(timeout=60)[1]
+    assert run.returncode == 130, stderr
+    assert stderr.strip().endswith("ggtqc: interrupted; rows written so far are kept, run the same command again to resume")
+    assert "Traceback" not in stderr
+    assert 8 <= len(read_rows(out)) < 40
+    left = lambda: subprocess.run(["pgrep", "-g", str(run.pid)], capture_output=True, text=True).stdout.split()  # noqa: E731
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left(), "a process of the run is still there"
+
+    resumed = run_cli(*args, env=plugin_env)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [row["id"] for row in read_rows(out)]
+    assert len(ids) == len(set(ids)) == 40
