@@ -247,8 +247,8 @@ def test_killed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(tmp_path, p
 def test_killed_run_with_worker_processes_leaves_none_behind_and_resumes(tmp_path, plugin_env):
     pairs = tmp_path / "pairs"
     make_pair_folder(pairs, 40, seed=6)
-    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.2\n")
-    common = ["filter", str(pairs), "-q", "--plugins", "resolution,meangap", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4"]
+    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.5\n")  # --all-scores: every batch waits for it
+    common = ["filter", str(pairs), "-q", "--plugins", "resolution,meangap", "--all-scores", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4"]
     reference = run_cli(*common, "--out", str(tmp_path / "ref"), env=plugin_env)
     assert reference.returncode == 0, reference.stderr
 
