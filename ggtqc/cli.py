@@ -23,11 +23,12 @@ from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import PairsError, discover
 from ggtqc.progress import Progress
+from ggtqc.report import ReportError, write_report
 from ggtqc.results import ResultsLog, ResumeError
 from ggtqc.rowlog import LogError
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
-USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError)
+USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -234,6 +235,17 @@ def _coerce(key: str, value: object, default: object) -> object:
         return type(default)(value)
     except (KeyError, ValueError):
         raise click.UsageError(f"--set {key}={value}: expected {type(default).__name__} like {default!r}") from None
+
+
+@cli.command("report")
+@click.argument("qc", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Folder for index.html and thumbnails.  [default: QC/report]")
+@click.option("--per-reason", default=12, show_default=True, type=click.IntRange(min=1), help="Pairs shown for each rejecting field and each kind of error.")
+@click.option("--accepted", default=12, show_default=True, type=click.IntRange(min=0), help="Accepted pairs shown, spread over the run.")
+def report_command(qc: Path, out: Path | None, per_reason: int, accepted: int) -> None:
+    """Write an HTML page of a results folder: examples of each rejection, errors, accepted pairs."""
+    index = write_report(qc, out or qc / "report", per_reason, accepted, workers=os.cpu_count() or 1)
+    click.echo(f"report: {index}")
 
 
 @cli.command("weights")

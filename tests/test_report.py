@@ -1,0 +1,109 @@
+"""``ggtqc report`` as a user runs it, on the sample pairs and on hostile ids."""
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import REPO, photos, read_rows, run_cli, save_rgb
+from ggtqc.report import pick, spread
+from test_cli import WEIGHTS_FREE, fingerprint
+
+EXAMPLES = REPO / "examples" / "pairs"
+
+
+def images_on(page: Path) -> list[Path]:
+    return [page.parent / html.unescape(src) for src in re.findall(r"<img src='([^']+)'", page.read_text())]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qc")
+    done = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--fresh")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_report_shows_each_rejecting_field_errors_and_accepted_pairs(results):
+    before = fingerprint(EXAMPLES), fingerprint(results)
+    made = run_cli("report", str(results))
+    assert made.returncode == 0, made.stderr
+    page = results / "report" / "index.html"
+    assert made.stdout.strip() == f"report: {page}"
+    text = page.read_text()
+
+    rows = read_rows(results)
+    failed = {name for row in rows for name in row.get("failed", ())}
+    assert failed and all(f"<h2 id='{name}'>" in text for name in failed)
+    for row in rows:
+        assert html.escape(row["id"]) in text, row["id"]  # every row of this small run is shown somewhere
+    pasted = next(row for row in rows if row["id"] == "fault/pasted_object")
+    assert f"<img src='../{pasted['heatmaps']['hallucination']}'" in text  # the filter's heatmap beside the pair
+    assert "HQ: truncated file" in text and "HQ: no file" in text  # broken pairs say why there is no picture
+
+    shown = images_on(page)
+    assert len(shown) >= 2 * len(rows) - 3
+    for image in shown:
+        decoded = cv2.imread(str(image))
+        assert decoded is not None and max(decoded.shape[:2]) <= 256, image
+    assert fingerprint(EXAMPLES) == before[0]
+    assert {k: v for k, v in fingerprint(results).items() if not k.startswith("report/")} == before[1]  # only report/ is new
+
+
+def test_per_reason_limits_each_section_and_out_puts_it_elsewhere(results, tmp_path):
+    made = run_cli("report", str(results), "--per-reason", "1", "--accepted", "0", "--out", str(tmp_path / "r"))
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "r" / "index.html").read_text()
+    assert re.findall(r"<h2 id='color\.cast'>color\.cast: (\d+) pairs? \((\d+) shown\)", text) == [("2", "1")]
+    assert "Accepted: a sample of 0" in text
+    assert all(image.is_file() for image in images_on(tmp_path / "r" / "index.html"))  # heatmaps linked across folders
+
+
+def test_ids_are_escaped(tmp_path):
+    pairs = tmp_path / "pairs"
+    photo = cv2.resize(photos()[1], (320, 256))
+    odd = "x/<b>bold</b> & 'quoted'"
+    save_rgb(pairs / "lq" / f"{odd}.png", cv2.resize(photo, (160, 128)))
+    save_rgb(pairs / "hq" / f"{odd}.png", photo[:, ::-1].copy())  # mirrored, so it has a section too
+    assert run_cli("filter", str(pairs), "-q", "-p", "resolution,ssim", "--out", str(tmp_path / "qc")).returncode == 0
+    assert run_cli("report", str(tmp_path / "qc")).returncode == 0
+    text = (tmp_path / "qc" / "report" / "index.html").read_text()
+    assert "<h2 id='ssim.structure'>" in text
+    assert "<b>bold</b>" not in text and html.escape(odd) in text
+
+
+def test_a_folder_without_results_is_a_one_line_error(tmp_path):
+    failed = run_cli("report", str(tmp_path))
+    assert failed.returncode == 2
+    assert failed.stderr.strip() == f"ggtqc: {tmp_path} holds no ggtqc results (results.jsonl and run.json); give the --out folder of a 'ggtqc filter' run"
+
+
+def test_spread_takes_both_ends_and_even_steps():
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread([1, 2], 5) == [1, 2] and spread(list(range(9)), 1) == [0]
+
+
+def test_sections_are_ordered_by_count_and_a_pair_appears_under_each_field_it_failed():
+    rows = [
+        {"id": "a", "verdict": "reject", "failed": ["f.x", "g.y"], "reasons": []},
+        {"id": "b", "verdict": "reject", "failed": ["g.y"], "reasons": []},
+        {"id": "c", "verdict": "error", "reasons": ["hq: truncated file"]},
+        {"id": "d", "verdict": "error", "reasons": ["lq: empty file (0 bytes)"]},
+        {"id": "e", "verdict": "accept", "reasons": []},
+    ]
+    picked = pick(rows, per_reason=5, accepted=5)
+    assert list(picked.by_field) == ["g.y", "f.x"] and [r["id"] for r in picked.by_field["g.y"]] == ["a", "b"]
+    assert picked.error_totals == {"hq: truncated file": 1, "lq: empty file": 1}
+    assert [r["id"] for r in picked.accepted] == ["e"]
+
+
+def test_a_report_of_moved_pairs_says_so_instead_of_failing(results, tmp_path):
+    moved = tmp_path / "qc"
+    shutil.copytree(results, moved, ignore=shutil.ignore_patterns("report"))
+    run = (moved / "run.json").read_text().replace(str(EXAMPLES), str(tmp_path / "gone"))
+    (moved / "run.json").write_text(run)
+    assert run_cli("report", str(moved)).returncode == 0
+    assert "LQ: file not found" in (moved / "report" / "index.html").read_text()
