@@ -34,13 +34,12 @@ for i in range(count):
     cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
     cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
 PY
-ggtqc="$(dirname "$python")/ggtqc"
 echo "$n pairs, $(nproc) cores; wall: the command, start-up included; run: the scoring loop (summary.json)"
 for device in ${DEVICES:-cpu}; do
     for processes in ${PROCESSES:-1}; do
         for plugins in ${PLUGINS:-ssim all,-clip,-iqa all,-clip}; do
             start=$(date +%s.%N)
-            "$ggtqc" filter "$scratch/pairs" --plugins "$plugins" --device "$device" --processes "$processes" \
+            "$python" -m ggtqc filter "$scratch/pairs" --plugins "$plugins" --device "$device" --processes "$processes" \
                 --all-scores --out "$scratch/qc" --fresh -q >/dev/null
             end=$(date +%s.%N)
             "$python" - "$start" "$end" "$device" "$processes" "$plugins" "$scratch/qc/summary.json" "$n" <<'PY'

@@ -5,6 +5,8 @@
 #   PYTHON   the interpreter (default .venv/bin/python)
 #   WHEELS   a folder of wheels to install first, offline (peers such as kornia, piq)
 #   OUT      where the results go (default gpu-out)
+#   E2E_PROCESSES  also time `ggtqc filter` end to end on the machine's CPUs with these
+#            --processes values (e.g. "1 4 16"; filter_e2e.sh, 512 pairs); off when unset
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -22,3 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 "$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
 "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip" -p no:cacheprovider \
     --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
+if [ -n "${E2E_PROCESSES:-}" ]; then
+    PYTHON="$python" N=${E2E_N:-512} DEVICES=cpu PROCESSES="$E2E_PROCESSES" PLUGINS="ssim all,-clip,-iqa" \
+        bash benchmarks/filter_e2e.sh 2>&1 | tee "$out/e2e.txt"
+fi

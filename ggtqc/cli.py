@@ -47,7 +47,7 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; use the core count on many-core CPUs.")
-@click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding ahead and scoring pairs.")
+@click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding and scoring pairs.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")
