@@ -25,7 +25,7 @@ import numpy as np
 
 from ggtqc.images import DecodeError, decode_image
 from ggtqc.results import RESULTS, RUN, count_rows
-from ggtqc.rowlog import RowLog, write_atomic
+from ggtqc.rowlog import LogError, read_rows, write_atomic
 
 THUMB_SIDE = 256
 THUMBS = "thumbs"
@@ -81,7 +81,10 @@ def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, 
     run = json.loads((qc / RUN).read_text(encoding="utf-8"))
     source = Path(run["input"])
     root = source.parent if source.is_file() else source  # a pairs file lists paths relative to its folder
-    rows = list(RowLog(qc / RESULTS).rows())
+    try:
+        rows = list(read_rows(qc / RESULTS))  # read only: a run may still be writing to it
+    except LogError as e:
+        raise ReportError(str(e)) from None
     picked = pick(rows, per_reason, accepted)
     shown = {row["id"]: row for group in (*picked.by_field.values(), *picked.by_error.values(), picked.accepted) for row in group}
     (out / THUMBS).mkdir(parents=True, exist_ok=True)

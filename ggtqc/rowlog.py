@@ -41,19 +41,7 @@ class RowLog:
             os.fsync(f.fileno())
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-                if not isinstance(row, dict) or "id" not in row:
-                    raise LogError(f"{self.path} line {number} is not a row; fix or remove it, or start afresh")
-                yield row
+        return read_rows(self.path)
 
     def last(self) -> dict[str, dict[str, Any]]:
         """The last row written for each id (a log where a later row supersedes earlier ones)."""
@@ -68,6 +56,24 @@ class RowLog:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a log, without changing it. A last line with no newline, one a running
+    process may still be writing, is left out (an opened :class:`RowLog` has none)."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip() or not line.endswith("\n"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict) or "id" not in row:
+                raise LogError(f"{path} line {number} is not a row; fix or remove it, or start afresh")
+            yield row
 
 
 def write_atomic(path: Path, data: bytes) -> None:

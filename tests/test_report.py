@@ -107,3 +107,15 @@ def test_a_report_of_moved_pairs_says_so_instead_of_failing(results, tmp_path):
     (moved / "run.json").write_text(run)
     assert run_cli("report", str(moved)).returncode == 0
     assert "LQ: file not found" in (moved / "report" / "index.html").read_text()
+
+
+def test_a_log_still_being_written_is_read_without_touching_it(results, tmp_path):
+    live = tmp_path / "qc"
+    shutil.copytree(results, live, ignore=shutil.ignore_patterns("report"))
+    with (live / "results.jsonl").open("a") as f:
+        f.write('{"id": "half/writ')  # a row the run is writing right now
+    before = (live / "results.jsonl").read_bytes()
+    made = run_cli("report", str(live))
+    assert made.returncode == 0, made.stderr
+    assert (live / "results.jsonl").read_bytes() == before
+    assert "half/writ" not in (live / "report" / "index.html").read_text()
