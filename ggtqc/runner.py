@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,7 +157,13 @@ def _scored_in_processes(
 
 
 def _collect(future: Future, stages: Sequence[Stage]) -> list[dict[str, Any]]:
-    rows, timings = future.result()
+    try:
+        rows, timings = future.result()
+    except BrokenProcessPool:
+        raise RuntimeError(
+            "a worker process died (killed, or out of memory?); rows written so far are kept: "
+            "run the same command again to resume, with fewer --processes if memory is short"
+        ) from None
     for stage, (seconds, count) in zip(stages, timings):
         stage.seconds += seconds
         stage.pairs += count

@@ -1,4 +1,5 @@
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import save_rgb
 from ggtqc import Field, Filter, PairFilter, WeightFile
 from ggtqc.batch import LoadedPair
 from ggtqc.host import Entry, PluginError
@@ -219,3 +221,27 @@ def test_a_filter_that_cannot_reach_worker_processes_is_a_clear_error(tmp_path):
     with pytest.raises(PluginError, match=r"cannot be sent to worker processes .*; use --processes 1"):
         run([pair], [stage(HoldsALock)], log, RunOptions(processes=2), CPU)
     assert list(log.rows()) == []
+
+
+class DiesOnDark(Brightness):
+    """Ends its process on a dark pair, as an out-of-memory kill would."""
+
+    def score(self, batch):
+        if any(hq.mean() < 20 for hq in batch.hq):
+            os._exit(9)
+        return super().score(batch)
+
+
+def test_a_worker_process_that_dies_ends_the_run_with_what_to_do_and_a_log_to_resume(tmp_path):
+    pairs = []
+    for k, fill in enumerate([100] * 8 + [5]):
+        name = f"p{k}"
+        save_rgb(tmp_path / "lq" / f"{name}.png", np.full((32, 32, 3), fill, np.uint8))
+        save_rgb(tmp_path / "hq" / f"{name}.png", np.full((64, 64, 3), fill, np.uint8))
+        pairs.append(Pair(name, tmp_path / "lq" / f"{name}.png", tmp_path / "hq" / f"{name}.png", tmp_path))
+    ids = [p.id for p in pairs]
+    log = ResultsLog(tmp_path / "qc", {})
+    with pytest.raises(RuntimeError, match=r"a worker process died .* rows written so far are kept"):
+        run(pairs, [stage(DiesOnDark)], log, RunOptions(batch_size=4, workers=1, processes=2), CPU)
+    written = [row["id"] for row in ResultsLog(tmp_path / "qc", {}).rows()]  # reopens as a resume would
+    assert written in (ids[:0], ids[:4], ids[:8])  # whole batches in input order (the death may take a batch in flight)
