@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import os
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,9 @@ def _thumbs(row: dict[str, Any], root: Path, out: Path) -> dict[str, str]:
         zoom = min(1.0, THUMB_SIDE / max(height, width))
         small = cv2.resize(image, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_AREA)
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(small[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            found[side] = "!could not make a thumbnail"
+            continue
         relative = f"{THUMBS}/{name}-{side}.jpg"
         write_atomic(out / relative, encoded.tobytes())
         found[side] = relative
@@ -154,24 +158,24 @@ def _page(qc: Path, out: Path, run: dict[str, Any], counts: dict[str, Any], pick
     parts.append("</table>")
     for name, rows in picked.by_field.items():
         filter_name = name.split(".", 1)[0]
-        parts.append(f"<h2 id='{esc(name)}'>{esc(name)}: {_pairs(counts['rejected_by'][name])} ({len(rows)} shown)</h2>")
-        parts.extend(_pair(row, thumbs[row["id"]], heatmap_base, filter_name) for row in rows)
+        parts.append(f"<h2 id='{esc(name)}'>{esc(name)}: {_count_pairs(counts['rejected_by'][name])} ({len(rows)} shown)</h2>")
+        parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, filter_name) for row in rows)
     if picked.by_error:
         parts.append("<h2>Errors</h2>")
         for kind, rows in picked.by_error.items():
-            parts.append(f"<h3>{esc(kind)}: {_pairs(picked.error_totals[kind])} ({len(rows)} shown)</h3>")
-            parts.extend(_pair(row, thumbs[row["id"]], heatmap_base, None) for row in rows)
+            parts.append(f"<h3>{esc(kind)}: {_count_pairs(picked.error_totals[kind])} ({len(rows)} shown)</h3>")
+            parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, None) for row in rows)
     parts.append(f"<h2>Accepted: a sample of {len(picked.accepted)}</h2>")
-    parts.extend(_pair(row, thumbs[row["id"]], heatmap_base, None) for row in picked.accepted)
+    parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, None) for row in picked.accepted)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def _pairs(count: int) -> str:
+def _count_pairs(count: int) -> str:
     return f"{count} pair" if count == 1 else f"{count} pairs"
 
 
-def _pair(row: dict[str, Any], thumbs: dict[str, str], heatmap_base: Path, filter_name: str | None) -> str:
+def _pair_html(row: dict[str, Any], thumbs: dict[str, str], heatmap_base: Path, filter_name: str | None) -> str:
     esc = html.escape
     images = []
     for side in ("lq", "hq"):
@@ -182,7 +186,8 @@ def _pair(row: dict[str, Any], thumbs: dict[str, str], heatmap_base: Path, filte
             images.append(f"<img src='{esc(thumb)}' alt='{side}' title='{side.upper()}: {esc(str(row.get(side)))}'>")
     heatmap = row.get("heatmaps", {}).get(filter_name) if filter_name else None
     if heatmap:
-        images.append(f"<img src='{esc((heatmap_base / heatmap).as_posix())}' alt='heatmap' title='{esc(filter_name)} heatmap'>")
+        source = urllib.parse.quote((heatmap_base / heatmap).as_posix())  # the file is named by the pair id
+        images.append(f"<img src='{esc(source)}' alt='heatmap' title='{esc(filter_name)} heatmap'>")
     scores = row.get("scores", {}).get(filter_name, {}) if filter_name else {}
     score_text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
     return (

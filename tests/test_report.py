@@ -4,6 +4,7 @@ import html
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import cv2
 import pytest
@@ -16,7 +17,7 @@ EXAMPLES = REPO / "examples" / "pairs"
 
 
 def images_on(page: Path) -> list[Path]:
-    return [page.parent / html.unescape(src) for src in re.findall(r"<img src='([^']+)'", page.read_text())]
+    return [page.parent / unquote(html.unescape(src)) for src in re.findall(r"<img src='([^']+)'", page.read_text())]
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +63,21 @@ def test_per_reason_limits_each_section_and_out_puts_it_elsewhere(results, tmp_p
     assert all(image.is_file() for image in images_on(tmp_path / "r" / "index.html"))  # heatmaps linked across folders
 
 
-def test_ids_are_escaped(tmp_path):
+def test_odd_ids_are_escaped_and_their_heatmaps_still_found(tmp_path):
     pairs = tmp_path / "pairs"
     photo = cv2.resize(photos()[1], (320, 256))
-    odd = "x/<b>bold</b> & 'quoted'"
+    odd = "x/<b>bold</b> & 'quoted' #1?"
     save_rgb(pairs / "lq" / f"{odd}.png", cv2.resize(photo, (160, 128)))
-    save_rgb(pairs / "hq" / f"{odd}.png", photo[:, ::-1].copy())  # mirrored, so it has a section too
-    assert run_cli("filter", str(pairs), "-q", "-p", "resolution,ssim", "--out", str(tmp_path / "qc")).returncode == 0
+    save_rgb(pairs / "hq" / f"{odd}.png", photo[:, ::-1].copy())  # mirrored, so it has a section and a heatmap
+    assert run_cli("filter", str(pairs), "-q", "-p", "hallucination", "--out", str(tmp_path / "qc")).returncode == 0
     assert run_cli("report", str(tmp_path / "qc")).returncode == 0
-    text = (tmp_path / "qc" / "report" / "index.html").read_text()
-    assert "<h2 id='ssim.structure'>" in text
+    page = tmp_path / "qc" / "report" / "index.html"
+    text = page.read_text()
+    assert "<h2 id='hallucination.added'>" in text
     assert "<b>bold</b>" not in text and html.escape(odd) in text
+    heatmaps = [image for image in images_on(page) if "heatmaps" in image.parts]
+    assert heatmaps and all(image.is_file() for image in heatmaps)
+    assert not any(c in src for src in re.findall(r"<img src='([^']+)'", text) for c in "#? ")  # a URL, not a bare path
 
 
 def test_a_folder_without_results_is_a_one_line_error(tmp_path):
