@@ -79,8 +79,11 @@ def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, 
     """Write ``out/index.html`` (and its thumbnails) for the results in ``qc``; return its path."""
     if not (qc / RESULTS).is_file() or not (qc / RUN).is_file():
         raise ReportError(f"{qc} holds no ggtqc results ({RESULTS} and {RUN}); give the --out folder of a 'ggtqc filter' run")
-    run = json.loads((qc / RUN).read_text(encoding="utf-8"))
-    source = Path(run["input"])
+    try:
+        run = json.loads((qc / RUN).read_text(encoding="utf-8"))
+        source = Path(run["input"])
+    except (ValueError, KeyError, TypeError):
+        raise ReportError(f"{qc / RUN} is damaged (not the JSON that 'ggtqc filter' writes); rerun the filter with --fresh") from None
     root = source.parent if source.is_file() else source  # a pairs file lists paths relative to its folder
     try:
         rows = list(read_rows(qc / RESULTS))  # read only: a run may still be writing to it
@@ -151,8 +154,8 @@ def _page(qc: Path, out: Path, run: dict[str, Any], counts: dict[str, Any], pick
     ]
     for name, n in counts["rejected_by"].items():
         filter_name, field = name.split(".", 1)
-        threshold = run["filters"].get(filter_name, {}).get("thresholds", {}).get(field)
-        better = run["filters"].get(filter_name, {}).get("better", {}).get(field)
+        threshold = run.get("filters", {}).get(filter_name, {}).get("thresholds", {}).get(field)
+        better = run.get("filters", {}).get(filter_name, {}).get("better", {}).get(field)
         rule = "" if threshold is None else f"{'≥' if better == 'higher' else '≤'} {threshold:g}"
         parts.append(f"<tr><td><a href='#{esc(name)}'>{esc(name)}</a></td><td>{n}</td><td>{rule}</td></tr>")
     parts.append("</table>")

@@ -80,10 +80,16 @@ def test_odd_ids_are_escaped_and_their_heatmaps_still_found(tmp_path):
     assert not any(c in src for src in re.findall(r"<img src='([^']+)'", text) for c in "#? ")  # a URL, not a bare path
 
 
-def test_a_folder_without_results_is_a_one_line_error(tmp_path):
+def test_a_folder_without_results_or_with_damaged_ones_is_a_one_line_error(tmp_path):
     failed = run_cli("report", str(tmp_path))
     assert failed.returncode == 2
     assert failed.stderr.strip() == f"ggtqc: {tmp_path} holds no ggtqc results (results.jsonl and run.json); give the --out folder of a 'ggtqc filter' run"
+    (tmp_path / "results.jsonl").write_text('{"id": "a", "verdict": "accept", "reasons": []}\nnot json\n')
+    for run_json in ("{broken", '{"filters": {}}', '{"input": "/p", "filters": {}}'):
+        (tmp_path / "run.json").write_text(run_json)
+        failed = run_cli("report", str(tmp_path))
+        assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1, failed.stderr
+        assert ("run.json is damaged" if "input" not in run_json else "line 2 is not a row") in failed.stderr
 
 
 def test_spread_takes_both_ends_and_even_steps():
