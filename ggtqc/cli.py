@@ -1,4 +1,4 @@
-"""Command line: ``ggtqc filter``, ``ggtqc generate`` and ``ggtqc plugins``.
+"""Command line: ``ggtqc filter``, ``report``, ``generate``, ``plugins`` and ``weights``.
 
 Errors the user can fix (flags, config, input layout, missing weights) end with a short
 message and exit code 2; a run that fails while working exits 1; a completed run exits 0,
