@@ -1,4 +1,4 @@
-"""``color``: did the target keep its source's colours? Hue and cast in CIELAB at low resolution.
+"""``color``: did the target keep its source's colours and contrast? CIELAB hue and cast, luma contrast.
 
 Both images are area-pooled to a common size (LQ long side ``analysis_side``, 64 px): casts
 and hue shifts are global, and pooling removes noise and detail. Legitimate changes are
