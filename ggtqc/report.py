@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ggtqc.images import DecodeError, decode_image
-from ggtqc.results import RESULTS, RUN, count_rows
+from ggtqc.results import RESULTS, RUN, count_rows, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
 THUMB_SIDE = 256
@@ -102,7 +102,7 @@ def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, 
 
 def _error_kind(row: dict[str, Any]) -> str:
     """The first reason without its particulars, as the summary counts errors."""
-    return row["reasons"][0].split(" (")[0] if row["reasons"] else "error"
+    return error_kind(row["reasons"][0]) if row["reasons"] else "error"
 
 
 def _thumbs(row: dict[str, Any], root: Path, out: Path) -> dict[str, str]:

@@ -93,6 +93,11 @@ class ResultsLog:
         return summary
 
 
+def error_kind(reason: str) -> str:
+    """An error reason without its particulars: "lq: empty file (0 bytes)" -> "lq: empty file"."""
+    return reason.split(" (")[0]
+
+
 def count_rows(rows) -> dict[str, Any]:
     verdicts: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -101,7 +106,7 @@ def count_rows(rows) -> dict[str, Any]:
         verdicts[row["verdict"]] += 1
         failed.update(row.get("failed", ()))
         if row["verdict"] == "error":
-            errors.update(reason.split(" (")[0] for reason in row["reasons"])
+            errors.update(error_kind(reason) for reason in row["reasons"])
     return {
         "pairs": sum(verdicts.values()),
         "verdicts": {v: verdicts[v] for v in ("accept", "reject", "error")},

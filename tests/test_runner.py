@@ -210,12 +210,15 @@ def test_missing_weights_and_gpu_needs_stop_before_work():
     check_ready([stage(Resolution)], CPU)
 
 
-def test_a_filter_that_cannot_reach_worker_processes_is_a_clear_error(tmp_path):
-    class HoldsALock(Brightness):
-        def __init__(self, **settings):
-            super().__init__(**settings)
-            self.lock = threading.Lock()
+class HoldsALock(Brightness):
+    """Importable from a worker, but its instance holds a lock, which cannot be pickled."""
 
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.lock = threading.Lock()
+
+
+def test_a_filter_that_cannot_reach_worker_processes_is_a_clear_error(tmp_path):
     log = ResultsLog(tmp_path / "qc", {})
     pair = Pair("a", tmp_path / "lq" / "a.png", tmp_path / "hq" / "a.png", tmp_path)
     with pytest.raises(PluginError, match=r"cannot be sent to worker processes .*; use --processes 1"):
