@@ -105,3 +105,12 @@ def plugin_site(tmp_path_factory) -> Path:
 @pytest.fixture()
 def plugin_env(plugin_site: Path) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(autouse=True)
+def same_degradation_noise_in_every_test():
+    """The sample pairs' degradations share one random generator: restart it for each test,
+    so what a test sees does not depend on which tests ran before it."""
+    module = sys.modules.get("make_pairs")
+    if module is not None:
+        module.rng = np.random.default_rng(0)
