@@ -14,19 +14,24 @@ from ggtqc.kernels.ssim import LUMA as LUMA_WEIGHTS
 
 LUMA = np.asarray([LUMA_WEIGHTS], np.float32)
 LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+# Content comparisons (colour, structure) look no finer than half the LQ's size: each analysed
+# pixel then pools 2x2 LQ pixels, so a small LQ (the source of a 4x pair) is judged where its
+# noise is halved and its own blur no longer decides, not at its pixels. Alignment, which
+# needs every pixel of precision, does not use this.
+CONTENT_SHARE = 0.5
 MIN_SIDE = 8  # px: a view smaller than this on either side is not analysed (its scores are NaN)
 
 
-def common_size(lq: np.ndarray, side: int) -> tuple[int, int]:
-    """``(width, height)`` with the LQ's aspect and its long side at most ``side``."""
+def common_size(lq: np.ndarray, side: int, max_share: float = 1.0) -> tuple[int, int]:
+    """``(width, height)`` with the LQ's aspect and its long side at most ``side`` and ``max_share`` of the LQ's."""
     h, w = lq.shape[:2]
-    scale = min(1.0, side / max(h, w))
+    scale = min(max_share, side / max(h, w))
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def small_pair(lq: np.ndarray, hq: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both images area-resized to the same size (LQ long side ``side``), float32 RGB 0..255."""
-    size = common_size(lq, side)
+def small_pair(lq: np.ndarray, hq: np.ndarray, side: int, max_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Both images area-resized to the same size (see :func:`common_size`), float32 RGB 0..255."""
+    size = common_size(lq, side, max_share)
     small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) for image in (lq, hq)]
     return small[0], small[1]
 

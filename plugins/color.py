@@ -1,7 +1,7 @@
 """``color``: did the target keep its source's colours and contrast? CIELAB hue and cast, luma contrast.
 
-Both images are area-pooled to a common size (LQ long side ``analysis_side``, 64 px): casts
-and hue shifts are global, and pooling removes noise and detail. Legitimate changes are
+Both images are area-pooled to a common size (LQ long side ``analysis_side``, 64 px, and at
+most half the LQ's): casts and hue shifts are global, and pooling removes noise and detail. Legitimate changes are
 taken out before comparing:
 
 - tone (low light, haze): the tone curve that maps the LQ's luma quantiles onto the HQ's is
@@ -13,7 +13,8 @@ taken out before comparing:
 - no colour to compare: a grey or sepia old photo, or a photo too dark to hold colour, has
   little chroma that is not a function of its tone. ``lq_free_chroma`` measures it on the
   LQ with its pixels scaled to the HQ's luma, RGB together, so its chromaticity is kept
-  (RMS a*b* left after subtracting the mean a*b* at each luma level). Below
+  (RMS a*b* left after subtracting the mean a*b* at each luma level, less the a*b* noise
+  in quadrature: the grain of a small, barely pooled LQ has colour of its own). Below
   ``min_free_chroma`` (4) nothing is measured, and colouring such a photo is accepted,
   unless that chroma is faint but clean: at least 1.5 and six times the chroma noise
   (Laplacian estimate on the a*, b* planes), as behind haze. On the benchmark the grain of
@@ -52,7 +53,7 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import MIN_SIDE, luma, noise_sigma, small_pair
+from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
 CURVE_POINTS = 257  # quantiles that define the tone curve
@@ -65,13 +66,13 @@ CLEAN_CHROMA_SNR = 6.0  # this many times its noise: faint but clean, as behind 
 
 class Color(PairFilter):
     name = "color"
-    version = "4"
+    version = "5"
     threadsafe = True
     cost = 1.5
     fields = (
         Field("hue_shift_deg", "lower", 10.0, "weighted median hue change, degrees"),
         Field("cast", "lower", 6.5, "mean a*b* residual after the best saturation scale"),
-        Field("lq_free_chroma", "higher", None, "LQ chroma not explained by its tone (recorded only)"),
+        Field("lq_free_chroma", "higher", None, "LQ chroma not explained by its tone or noise (recorded only)"),
         Field("contrast", "higher", 0.5, "HQ large-scale luma contrast over the LQ's"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
@@ -137,14 +138,16 @@ def contrast_kept(y_lq: np.ndarray, y_hq: np.ndarray) -> float:
 
 
 def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str, float]:
-    small_lq, small_hq = small_pair(lq, hq, side)
+    small_lq, small_hq = small_pair(lq, hq, side, CONTENT_SHARE)
     if min(small_lq.shape[:2]) < MIN_SIDE:
         return dict(NOT_MEASURED)
     y_lq, y_hq = luma(small_lq), luma(small_hq)
     contrast = contrast_kept(y_lq, y_hq)
     scaled = lab(exposure_matched(small_lq, y_lq, y_hq))
-    free = free_chroma(scaled)
-    clean = free >= MIN_FREE_CHROMA and free >= CLEAN_CHROMA_SNR * chroma_noise(scaled, small_lq.shape)
+    planes = scaled.reshape(*small_lq.shape[:2], 3).astype(np.float32)
+    noise_a, noise_b = noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2])
+    free = math.sqrt(max(free_chroma(scaled) ** 2 - noise_a**2 - noise_b**2, 0.0))  # beyond the chroma noise
+    clean = free >= MIN_FREE_CHROMA and free >= CLEAN_CHROMA_SNR * max(noise_a, noise_b)
     if free < floor and not clean:
         return {**NOT_MEASURED, "lq_free_chroma": free, "contrast": contrast}
     matched = lab(tone_matched(small_lq, y_lq, y_hq))

@@ -1,6 +1,7 @@
 """``hallucination``: where does the target's structure depart from its source's?
 
-Both images are area-pooled to a common low resolution and compared by their local
+Both images are area-pooled to a common low resolution (at most half the LQ's size: a
+small, blurred source says nothing about its own pixels) and compared by their local
 structure in 1.5-px Gaussian windows, blind to brightness and contrast:
 
 - brightness: local means are removed (only local variances and covariance are used);
@@ -61,7 +62,7 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, Filter, Scores, hookimpl
-from ggtqc.planes import MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
+from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
 REGION = 0.05  # averaging radius of the worst-region score, as a share of the long side
@@ -71,7 +72,7 @@ PARTICLE_ALLOWANCE = 3.0  # times that level, scaled by each spot's headroom, is
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "3"
+    version = "4"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
@@ -88,7 +89,7 @@ class Hallucination(Filter):
     def measure(self, lq: np.ndarray, hq: np.ndarray) -> tuple[dict[str, float], np.ndarray | None]:
         """The scores and the heatmap of one pair."""
         added_side, removed_side = int(self.settings["added_side"]), int(self.settings["removed_side"])
-        if min(common_size(lq, min(added_side, removed_side))) < MIN_SIDE:
+        if min(common_size(lq, min(added_side, removed_side), CONTENT_SHARE)) < MIN_SIDE:
             return {f.name: math.nan for f in self.fields}, None
         added = added_map(lq, hq, added_side)
         removed = removed_map(lq, hq, removed_side)
@@ -128,7 +129,7 @@ class LocalStructure:
 
 
 def local_structure(lq: np.ndarray, hq: np.ndarray, side: int) -> LocalStructure:
-    small_lq, small_hq = small_pair(lq, hq, side)
+    small_lq, small_hq = small_pair(lq, hq, side, CONTENT_SHARE)
     x, y = _blur(luma(small_lq), 0.7), _blur(luma(small_hq), 0.7)
     mx, my = _blur(x, WINDOW_SIGMA), _blur(y, WINDOW_SIGMA)
     vx = np.maximum(_blur(x * x, WINDOW_SIGMA) - mx * mx, 0)

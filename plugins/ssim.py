@@ -1,7 +1,9 @@
 """``ssim``: does the target keep its source's content? Downsampled SSIM, by the structure term.
 
-Both images are area-pooled so the LQ's long side is about ``analysis_side`` px (256), where
-detail the generator legitimately added is averaged away and the scene's structure is left.
+Both images are area-pooled so the LQ's long side is about ``analysis_side`` px (256), and
+by at least 2x2 LQ pixels, where detail the generator legitimately added is averaged away and
+the scene's structure is left (a small source, as in a 4x pair, is not compared at its own
+noisy, blurred pixels).
 HQ sizes that are not an integer multiple of the LQ are resized to the nearest one first.
 
 What is scored. Restoration legitimately changes brightness and contrast: on the sample
@@ -39,11 +41,14 @@ from ggtqc import Field, Filter, hookimpl
 from ggtqc.kernels import downsampled_ssim_terms
 from ggtqc.kernels.ssim import IMPL_VARIABLE, RADIUS, WINDOW
 from ggtqc.kernels.ssim_opencv import ssim_pairs
+from ggtqc.planes import CONTENT_SHARE
+
+MIN_FACTOR = round(1 / CONTENT_SHARE)  # pool at least 2x2 LQ pixels, as the other content filters
 
 
 class SSIM(Filter):
     name = "ssim"
-    version = "1"
+    version = "2"
     cost = 1.0
     gpu = "optional"
     fields = (
@@ -113,7 +118,7 @@ class Plan:
 def plan(lq: np.ndarray, hq: np.ndarray, analysis_side: int) -> Plan | None:
     """Pooling factor and HQ scale for a pair, or None when it is too small to measure."""
     h, w = lq.shape[:2]
-    factor = max(1, round(max(h, w) / analysis_side))
+    factor = max(MIN_FACTOR, round(max(h, w) / analysis_side))
     if h // factor < WINDOW or w // factor < WINDOW:
         factor = max(1, min(h, w) // WINDOW)
         if h // factor < WINDOW or w // factor < WINDOW:

@@ -83,6 +83,18 @@ def test_any_hq_size_is_brought_to_an_integer_multiple(scene, hq_size):
     assert scores(lq, hq)["structure"] > 0.8
 
 
+@pytest.mark.parametrize("photo", [4, 5])
+def test_a_small_noisy_source_is_compared_pooled_not_at_its_own_pixels(photo):
+    # The 120x80 source of a 4x pair, blurred and noisy at its own pixels: compared there,
+    # its noise alone pulled an honest target's structure to 0.36-0.39.
+    clean = cv2.resize(photos()[photo], (480, 320), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(clean, (120, 80), interpolation=cv2.INTER_AREA)
+    lq = np.clip(cv2.GaussianBlur(small, (0, 0), 1.8) + np.random.default_rng(0).normal(0, 18, small.shape), 0, 255)
+    lq = lq.astype(np.uint8)
+    assert plan(lq, clean, 256).factor == 2
+    assert scores(lq, clean)["structure"] >= 0.5 > scores(lq, np.ascontiguousarray(clean[:, ::-1]))["structure"]
+
+
 def test_pairs_too_small_to_measure_are_not_measured():
     tiny = np.zeros((8, 300, 3), np.uint8)
     assert plan(tiny, tiny, 256) is None
