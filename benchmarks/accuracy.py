@@ -29,10 +29,18 @@ GGTQC = Path(sys.executable).with_name("ggtqc")
 WEIGHTS_FREE = "all,-clip"
 
 
-def evaluate(split: str, per_photo: int, seed: int, plugins: str = WEIGHTS_FREE, workdir: Path | None = None) -> dict:
+def evaluate(
+    split: str,
+    per_photo: int,
+    seed: int,
+    plugins: str = WEIGHTS_FREE,
+    workdir: Path | None = None,
+    scales: tuple[int, ...] = (1, 2),
+    degradations: str = "standard",
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir or Path(tmp)
-        labels = planted.make_pairs(root / "pairs", split, per_photo, seed)
+        labels = planted.make_pairs(root / "pairs", split, per_photo, seed, scales=scales, degradations=degradations)
         command = [str(GGTQC), "filter", str(root / "pairs"), "--plugins", plugins, "--out", str(root / "qc"), "--fresh", "-q"]
         subprocess.run(command, check=True)
         rows = {}
@@ -87,13 +95,27 @@ def table(result: dict, title: str) -> str:
 @click.option("--per-photo", default=2, show_default=True, help="Repeats per photo of every case.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--plugins", default=WEIGHTS_FREE, show_default=True)
+@click.option("--scales", default="1,2", show_default=True, help="HQ/LQ scale factors the pairs are drawn from.")
+@click.option(
+    "--degradations",
+    type=click.Choice(sorted(planted.DEGRADATIONS)),
+    default="standard",
+    show_default=True,
+    help="LQ degradations: the standard set, or the shifted one no threshold was set on.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "accuracy.md")
-def main(split: str, per_photo: int, seed: int, plugins: str, out: Path) -> None:
+def main(split: str, per_photo: int, seed: int, plugins: str, scales: str, degradations: str, out: Path) -> None:
+    try:
+        factors = tuple(int(factor) for factor in scales.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{scales!r}: give whole numbers separated by commas, e.g. 1,2,4", param_hint="--scales") from None
     splits = ["calibration", "heldout"] if split == "both" else [split]
-    parts = ["# Detection accuracy on planted faults", "", f"`python benchmarks/accuracy.py --per-photo {per_photo} --seed {seed}`", ""]
+    command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seed {seed} --scales {scales} --degradations {degradations}"
+    parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]
     for name in splits:
         photos = ", ".join(planted.SPLITS[name])
-        parts.append(table(evaluate(name, per_photo, seed, plugins), f"{name} photos ({photos})"))
+        result = evaluate(name, per_photo, seed, plugins, scales=factors, degradations=degradations)
+        parts.append(table(result, f"{name} photos ({photos})"))
     text = "\n".join(parts)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -115,6 +115,106 @@ def old_photo(image, rng):
 DEGRADE = {"mixed": mixed, "rain": rain, "haze": haze, "snow": snow, "low_light": low_light, "old_photo": old_photo}
 
 
+# --- shifted degradations: the same six groups made otherwise, never used to set a threshold.
+# Other blurs (motion, a resolution loss), colour noise, heavier and longer rain with mist,
+# tinted airlight varying across the frame, larger and wind-blurred flakes, a warm street
+# light in the dark, old photos with vignetting, scratches and dust.
+
+
+def _motion_blur(image, rng, length):
+    size = int(length) | 1
+    kernel = np.zeros((size, size), np.float32)
+    kernel[size // 2, :] = 1
+    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((size // 2, size // 2), rng.uniform(0, 180), 1.0), (size, size))
+    return cv2.filter2D(image, -1, kernel / kernel.sum())
+
+
+def _colour_noise(image, sigma, chroma_sigma, rng):
+    noisy = image + rng.normal(0, sigma, image.shape) + rng.normal(0, chroma_sigma, image.shape[:2])[..., None]
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def mixed_shifted(image, rng):
+    kind = int(rng.integers(3))
+    if kind == 0:
+        out = _motion_blur(image, rng, rng.uniform(5, 11))
+    elif kind == 1:  # a resolution loss: down and back up
+        h, w = image.shape[:2]
+        factor = rng.uniform(2.5, 4)
+        small = cv2.resize(image, (int(w / factor), int(h / factor)), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    else:
+        out = cv2.GaussianBlur(image, (0, 0), rng.uniform(1.5, 2.5))
+    return _jpeg(_colour_noise(out, rng.uniform(6, 18), rng.uniform(2, 6), rng), rng.uniform(15, 40))
+
+
+def rain_shifted(image, rng):
+    streaks = np.zeros(image.shape[:2], np.float32)
+    count = int(image.size / 3 / 200 * rng.uniform(0.5, 1.5))
+    angle, length = rng.uniform(-0.6, 0.6), rng.uniform(15, 35)
+    for y, x in zip(rng.integers(0, image.shape[0], count), rng.integers(0, image.shape[1], count)):
+        dx, dy = int(length * np.sin(angle)), int(length * np.cos(angle))
+        cv2.line(streaks, (int(x), int(y)), (int(x) + dx, int(y) + dy), 1.0, int(rng.integers(1, 3)))
+    streaks = cv2.GaussianBlur(streaks, (0, 0), 1.0)[..., None] * rng.uniform(0.3, 0.6)
+    mist = rng.uniform(0.05, 0.2)
+    misted = image * (1 - mist) + 200 * mist
+    return np.clip(misted * (1 - streaks) + 230 * streaks, 0, 255).astype(np.uint8)
+
+
+def haze_shifted(image, rng):
+    airlight = rng.uniform(190, 235, 3)  # tinted: smog, dust, blue distance
+    depth = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.5, 0.8), image.shape[1])[None, :, None]
+    veil = np.clip(rng.uniform(0.35, 0.65) * depth * 1.2, 0, 0.85)  # across the frame, not down it
+    return np.clip(image * (1 - veil) + airlight * veil, 0, 255).astype(np.uint8)
+
+
+def snow_shifted(image, rng):
+    flakes = np.zeros(image.shape[:2], np.float32)
+    count = int(image.size / 3 / 400 * rng.uniform(0.5, 1.5))
+    for y, x, r in zip(rng.integers(0, image.shape[0], count), rng.integers(0, image.shape[1], count), rng.integers(1, 6, count)):
+        cv2.circle(flakes, (int(x), int(y)), int(r), float(rng.uniform(0.5, 1.0)), -1)
+    flakes = _motion_blur(cv2.GaussianBlur(flakes, (0, 0), 1.2), rng, rng.uniform(1, 6))[..., None]  # wind
+    amount = rng.uniform(0.1, 0.3)
+    veil = image * (1 - amount) + 240 * amount
+    return np.clip(veil * (1 - flakes) + 245 * flakes, 0, 255).astype(np.uint8)
+
+
+def low_light_shifted(image, rng):
+    dark = (image / 255.0) ** rng.uniform(2.0, 3.0) * rng.uniform(0.1, 0.25) * 255
+    dark = dark * np.array([1.0, rng.uniform(0.85, 1.0), rng.uniform(0.6, 0.9)])  # a warm street light
+    return _colour_noise(dark, rng.uniform(2, 5), rng.uniform(1, 3), rng)
+
+
+def old_photo_shifted(image, rng):
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    fade = rng.uniform(0.6, 0.85)
+    gray = gray * fade + (1 - fade) * 200
+    if rng.random() < 0.6:
+        toned = np.stack([gray * 1.05, gray * 0.85, gray * 0.6], axis=2) + 15
+    else:
+        toned = np.repeat(gray[..., None], 3, axis=2)
+    h, w = gray.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    toned = toned * (1 - rng.uniform(0.4, 1.0) * np.hypot(yy / h - 0.5, xx / w - 0.5)[..., None] ** 2)  # vignetting
+    out = cv2.GaussianBlur(np.clip(toned, 0, 255).astype(np.uint8), (0, 0), rng.uniform(1.0, 1.8)).astype(np.float64)
+    for _ in range(int(rng.integers(2, 8))):  # vertical scratches
+        x = int(rng.integers(0, w))
+        cv2.line(out, (x, 0), (x + int(rng.integers(-20, 20)), h), (235, 235, 235), 1)
+    for _ in range(int(rng.integers(10, 40))):  # dust, dark and light
+        shade = (30, 30, 30) if rng.random() < 0.5 else (240, 240, 240)
+        cv2.circle(out, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(1, 3)), shade, -1)
+    return _noise(out, rng.uniform(6, 14), rng)
+
+
+DEGRADATIONS = {
+    "standard": DEGRADE,
+    "shifted": {
+        "mixed": mixed_shifted, "rain": rain_shifted, "haze": haze_shifted, "snow": snow_shifted,
+        "low_light": low_light_shifted, "old_photo": old_photo_shifted,
+    },
+}  # fmt: skip
+
+
 # --- faults: honest HQ -> faulty HQ --------------------------------------------------
 
 
@@ -281,12 +381,21 @@ def colorless(image: np.ndarray) -> bool:
     return float(np.abs(image.astype(np.int16) - image.mean(axis=2, keepdims=True)).mean()) < 2
 
 
-def make_pairs(out: Path, split: str, per_photo: int, seed: int = 0, strengths=("clear", "subtle")) -> list[dict]:
+def make_pairs(
+    out: Path,
+    split: str,
+    per_photo: int,
+    seed: int = 0,
+    strengths=("clear", "subtle"),
+    scales=(1, 2),
+    degradations: str = "standard",
+) -> list[dict]:
     """Write ``out/lq``, ``out/hq`` and ``out/labels.jsonl``; return the labels.
 
     Per photo and repeat: one honest pair per degradation group, and one faulty pair per
-    fault and strength (on an LQ of a random group). Half the pairs are 2x: their LQ comes
-    from the photo at half size, their HQ from the full-size photo.
+    fault and strength (on an LQ of a random group). Each pair's scale is drawn from
+    ``scales``: an Nx pair's LQ comes from the photo at 1/N size, its HQ from the full-size
+    photo. ``degradations`` names the set of LQ degradations ("standard" or "shifted").
     """
     rng = np.random.default_rng(seed)
     names = SPLITS[split]
@@ -296,14 +405,14 @@ def make_pairs(out: Path, split: str, per_photo: int, seed: int = 0, strengths=(
     labels = []
     for n_photo, name in enumerate(names):
         source = photos[name]
-        half = cv2.resize(source, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        reduced = {s: cv2.resize(source, None, fx=1 / s, fy=1 / s, interpolation=cv2.INTER_AREA) for s in scales if s > 1}
         for k in range(per_photo):
             for kind, what, strength in cases:
                 if what == "color_shift" and colorless(source):
                     continue  # a B/W source: a coloured target cannot be judged against it
-                scale = int(rng.choice([1, 2]))
-                lq_source = source if scale == 1 else half
-                short = int(rng.integers(256, 360) if scale == 1 else rng.integers(140, 200))
+                scale = int(rng.choice(scales))
+                lq_source = reduced.get(scale, source)
+                short = int(rng.integers(256, 360) if scale == 1 else rng.integers(140, 200) * 2 // scale)
                 h, w = short, int(short * rng.uniform(1.0, 1.5))
                 if rng.random() < 0.3:
                     h, w = w, h
@@ -314,7 +423,7 @@ def make_pairs(out: Path, split: str, per_photo: int, seed: int = 0, strengths=(
                 else:  # colour cannot be judged against a B/W or sepia LQ
                     allowed = [g for g in GROUPS if not (what == "color_shift" and g == "old_photo")]
                     group = allowed[int(rng.integers(len(allowed)))]
-                lq = DEGRADE[group](lq_source[y : y + h, x : x + w], rng)
+                lq = DEGRADATIONS[degradations][group](lq_source[y : y + h, x : x + w], rng)
                 hq = honest_target(source, (y * scale, x * scale, h * scale, w * scale), rng)
                 region = other_name = None
                 if kind == "fault":
