@@ -1,9 +1,10 @@
 """Planted-fault pairs from real photos, for measuring what the filters catch.
 
-LQ images carry a realistic degradation of one of the six groups; honest HQ targets are the
-clean photo with the changes a good restoration legitimately makes (a slight re-tone, a
-shift of a pixel or so, crisp detail, same size or 2x); faulty HQ targets carry one planted
-fault at a clear or a subtle strength. Every random choice comes from the seed, and the
+LQ images carry a realistic degradation of one of the six groups (the standard set, on which
+thresholds were set, or a shifted set made otherwise, which checks them); honest HQ targets
+are the clean photo with the changes a good restoration legitimately makes (a slight
+re-tone, a shift of a pixel or so, crisp detail, same size, 2x or 4x); faulty HQ targets
+carry one planted fault at a clear or a subtle strength. Every random choice comes from the seed, and the
 photos are split so that thresholds can be checked on photos they were not looked at on.
 """
 

@@ -22,8 +22,11 @@ The structure term treats flat areas as agreeing (its stabiliser dominates there
 wrong photo with large flat areas can stay above 0.5; the ``hallucination`` filter, which
 counts structure one side has and the other lacks, rejects those. On the planted-fault
 benchmark (12 repeats of both photo splits) honest restorations of the six degradation
-groups scored >= 0.50 on calibration photos and >= 0.42 (heavy snow, haze) on held-out
-ones, 3 in 288 below 0.5; 67-75% of mirrored targets and ~60% of wrong photos fell below 0.5.
+groups scored >= 0.53 (calibration photos) and >= 0.54 (held-out); 73-85% of mirrored
+targets and 79-85% of wrong photos fell below 0.5. With 4x pairs too, and on the shifted
+degradations that no threshold was set on, honest pairs stayed >= 0.6 and >= 0.44 (2 of 288
+below 0.5). Comparing at the LQ's own pixels instead (factor 1 for LQs up to ~380 px) had
+put 3 held-out honest pairs below 0.5, and only 67-75% of mirrored targets.
 The structure term is one vote among several: geometry and hallucination catch the rest.
 """
 
