@@ -1,8 +1,8 @@
 """``color``: did the target keep its source's colours and contrast? CIELAB hue and cast, luma contrast.
 
 Both images are area-pooled to a common size (LQ long side ``analysis_side``, 64 px, and at
-most half the LQ's): casts and hue shifts are global, and pooling removes noise and detail. Legitimate changes are
-taken out before comparing:
+most half the LQ's): casts and hue shifts are global, and pooling removes noise and detail.
+Legitimate changes are taken out before comparing:
 
 - tone (low light, haze): the tone curve that maps the LQ's luma quantiles onto the HQ's is
   applied to each of the LQ's R, G and B, as a camera or an enhancer applies a curve.
@@ -17,9 +17,9 @@ taken out before comparing:
   in quadrature: the grain of a small, barely pooled LQ has colour of its own). Below
   ``min_free_chroma`` (4) nothing is measured, and colouring such a photo is accepted,
   unless that chroma is faint but clean: at least 1.5 and six times the chroma noise
-  (Laplacian estimate on the a*, b* planes), as behind haze. On the benchmark the grain of
-  grey and sepia old photos stays within 3.2 times the noise; faded colour behind haze
-  starts at 8.7.
+  (Laplacian estimate on the a*, b* planes), as behind haze. On the benchmark (4x pairs
+  included) the grain of grey and sepia old photos stays within 3.6 times the noise; faded
+  colour behind haze starts at 7.6.
 
 Dark pixels carry unreliable colour and weigh less (weight ``min(1, luma / 60)**2``), and a
 pixel's hue counts only by how far its chroma rises above twice the LQ's chroma noise: the
