@@ -108,7 +108,9 @@ def main(split: str, per_photo: int, seed: int, plugins: str, scales: str, degra
     try:
         factors = tuple(int(factor) for factor in scales.split(","))
     except ValueError:
-        raise click.BadParameter(f"{scales!r}: give whole numbers separated by commas, e.g. 1,2,4", param_hint="--scales") from None
+        factors = ()
+    if not factors or min(factors) < 1:
+        raise click.BadParameter(f"{scales!r}: give whole numbers of 1 or more separated by commas, e.g. 1,2,4", param_hint="--scales")
     splits = ["calibration", "heldout"] if split == "both" else [split]
     command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seed {seed} --scales {scales} --degradations {degradations}"
     parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]

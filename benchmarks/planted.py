@@ -4,8 +4,9 @@ LQ images carry a realistic degradation of one of the six groups (the standard s
 thresholds were set, or a shifted set made otherwise, which checks them); honest HQ targets
 are the clean photo with the changes a good restoration legitimately makes (a slight
 re-tone, a shift of a pixel or so, crisp detail, same size, 2x or 4x); faulty HQ targets
-carry one planted fault at a clear or a subtle strength. Every random choice comes from the seed, and the
-photos are split so that thresholds can be checked on photos they were not looked at on.
+carry one planted fault at a clear or a subtle strength. Every random choice comes from the
+seed, and the photos are split so that thresholds can be checked on photos they were not
+looked at on.
 """
 
 from __future__ import annotations
@@ -413,6 +414,7 @@ def make_pairs(
                     continue  # a B/W source: a coloured target cannot be judged against it
                 scale = int(rng.choice(scales))
                 lq_source = reduced.get(scale, source)
+                # HQ crops of 280-400 px on the short side when scaled: LQs of 140-199 px at 2x, 70-99 px at 4x
                 short = int(rng.integers(256, 360) if scale == 1 else rng.integers(140, 200) * 2 // scale)
                 h, w = short, int(short * rng.uniform(1.0, 1.5))
                 if rng.random() < 0.3:
