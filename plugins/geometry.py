@@ -12,6 +12,10 @@ scale, rotation, shear). The same is done with the target mirrored.
 - ``mirror_gain``: how much better the mirrored target correlates with the source than the
   target itself (0 when mirroring does not help); above 0.1 the target is mirrored.
 - ``correlation``: ECC correlation of the aligned images (recorded only).
+- ``shift_x_px``, ``shift_y_px``, ``scale``, ``rotation_deg``: the estimate itself
+  (recorded only), so a rejection says what moved: where the frame's centre went, in LQ
+  pixels (right and down positive); how much larger the target's content appears; and its
+  turn, counter-clockwise as seen on screen positive.
 
 A blank frame (under 0.5 grey levels of RMS detail at the analysis size) on either side, or
 a view under 16 px, has no position to estimate: every field is NaN, not measured.
@@ -33,13 +37,17 @@ MIN_STRUCTURE = 0.5  # grey levels of detail (RMS) below which a frame is blank 
 
 class Geometry(PairFilter):
     name = "geometry"
-    version = "2"
+    version = "3"
     threadsafe = True
     cost = 18.0
     fields = (
         Field("displacement_px", "lower", 3.0, "largest corner movement under the HQ->LQ transform, LQ px"),
         Field("mirror_gain", "lower", 0.1, "correlation gained by mirroring the HQ"),
         Field("correlation", "higher", None, "ECC correlation after alignment (recorded only)"),
+        Field("shift_x_px", "lower", None, "the frame centre's horizontal move, LQ px (recorded only)"),
+        Field("shift_y_px", "lower", None, "the frame centre's vertical move, LQ px (recorded only)"),
+        Field("scale", "lower", None, "how much larger the HQ's content appears (recorded only)"),
+        Field("rotation_deg", "lower", None, "the HQ content's turn, counter-clockwise positive (recorded only)"),
     )
     options = {"analysis_side": 256}
 
@@ -72,21 +80,32 @@ def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
     return warp, float(correlation)
 
 
+NOT_MEASURED = {f.name: math.nan for f in Geometry.fields}  # returned as copies
+
+
 def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
     small_lq, small_hq = small_pair(lq, hq, side)
     template, moving = structure_only(luma(small_lq)), structure_only(luma(small_hq))
     if template is None or moving is None or min(template.shape) < 16:
-        return {"displacement_px": math.nan, "mirror_gain": math.nan, "correlation": math.nan}
+        return dict(NOT_MEASURED)
     warp, correlation = align(template, moving)
     _, mirrored = align(template, np.ascontiguousarray(moving[:, ::-1]))
     h, w = template.shape
+    matrix = warp.astype(np.float64)
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
-    moved = corners @ warp.astype(np.float64).T - corners[:, :2]
+    moved = corners @ matrix.T - corners[:, :2]
+    centre_moved = matrix @ np.array([w / 2, h / 2, 1]) - np.array([w / 2, h / 2])
     lq_px_per_plane_px = lq.shape[1] / w
+    linear = matrix[:, :2]  # the warp maps LQ positions to where the HQ shows them
     return {
         "displacement_px": float(np.hypot(moved[:, 0], moved[:, 1]).max() * lq_px_per_plane_px),
         "mirror_gain": max(0.0, mirrored - correlation),
         "correlation": correlation,
+        "shift_x_px": float(centre_moved[0] * lq_px_per_plane_px),
+        "shift_y_px": float(centre_moved[1] * lq_px_per_plane_px),
+        "scale": float(math.sqrt(abs(np.linalg.det(linear)))),
+        # y points down in an image, so this angle is counter-clockwise on screen
+        "rotation_deg": math.degrees(math.atan2(linear[0, 1] - linear[1, 0], linear[0, 0] + linear[1, 1])),
     }
 
 

@@ -59,24 +59,31 @@ def test_geometry_accepts_a_retoned_target_shifted_by_a_pixel(scene):
 
 
 @pytest.mark.parametrize(
-    "matrix",
+    "matrix,estimate",
     [
-        np.float32([[1, 0, 15], [0, 1, 4]]),  # 3% shift
-        cv2.getRotationMatrix2D((240, 160), 3.0, 1.0),
-        cv2.getRotationMatrix2D((240, 160), 0.0, 1.05),  # zoom
+        (np.float32([[1, 0, 15], [0, 1, 4]]), (15, 4, 1.0, 0.0)),  # 3% shift, right and down
+        (cv2.getRotationMatrix2D((240, 160), 3.0, 1.0), (0, 0, 1.0, 3.0)),  # counter-clockwise on screen
+        (cv2.getRotationMatrix2D((240, 160), -4.0, 1.0), (0, 0, 1.0, -4.0)),
+        (cv2.getRotationMatrix2D((240, 160), 0.0, 1.05), (0, 0, 1.05, 0.0)),  # zoom
     ],
 )
-def test_geometry_measures_shift_rotation_and_zoom_in_lq_pixels(scene, matrix):
+def test_geometry_measures_shift_rotation_and_zoom_in_lq_pixels(scene, matrix, estimate):
     got = scores(Geometry, degrade.mixed(scene), warp(scene, matrix))
     corners = np.array([[0, 0, 1], [480, 0, 1], [0, 320, 1], [480, 320, 1]], np.float64)
     truth = np.hypot(*(corners @ matrix.astype(np.float64).T - corners[:, :2]).T).max()
     assert got["displacement_px"] == pytest.approx(truth, rel=0.25)
     assert "displacement_px" in fails(Geometry, got)
+    shift_x, shift_y, scale, rotation = estimate
+    assert got["shift_x_px"] == pytest.approx(shift_x, abs=0.5) and got["shift_y_px"] == pytest.approx(shift_y, abs=0.5)
+    assert got["scale"] == pytest.approx(scale, abs=0.005) and got["rotation_deg"] == pytest.approx(rotation, abs=0.2)
 
 
 def test_geometry_reports_in_lq_pixels_for_a_2x_target(scene):
-    hq = cv2.resize(warp(scene, np.float32([[1, 0, 12], [0, 1, 0]])), (960, 640), interpolation=cv2.INTER_CUBIC)
-    assert scores(Geometry, degrade.mixed(scene), hq)["displacement_px"] == pytest.approx(12, rel=0.2)
+    hq = cv2.resize(warp(scene, np.float32([[1, 0, 12], [0, 1, -6]])), (960, 640), interpolation=cv2.INTER_CUBIC)
+    got = scores(Geometry, degrade.mixed(scene), hq)
+    assert got["displacement_px"] == pytest.approx(math.hypot(12, 6), rel=0.2)
+    assert got["shift_x_px"] == pytest.approx(12, abs=0.5) and got["shift_y_px"] == pytest.approx(-6, abs=0.5)
+    assert got["scale"] == pytest.approx(1.0, abs=0.005)  # the 2x is the pair's scale, not a zoom
 
 
 def test_geometry_flags_a_mirrored_target(scene):
