@@ -47,7 +47,7 @@ class Geometry(PairFilter):
         Field("shift_x_px", "lower", None, "the frame centre's move right, LQ px, signed (recorded only; displacement_px decides)"),
         Field("shift_y_px", "lower", None, "the frame centre's move down, LQ px, signed (recorded only; displacement_px decides)"),
         Field("scale", "lower", None, "how much larger the HQ's content appears (recorded only; displacement_px decides)"),
-        Field("rotation_deg", "lower", None, "the HQ content's turn, degrees, counter-clockwise positive (recorded only; displacement_px decides)"),
+        Field("rotation_deg", "lower", None, "the HQ content's turn, degrees, counter-clockwise (recorded only; displacement_px decides)"),
     )
     options = {"analysis_side": 256}
 
