@@ -44,10 +44,10 @@ class Geometry(PairFilter):
         Field("displacement_px", "lower", 3.0, "largest corner movement under the HQ->LQ transform, LQ px"),
         Field("mirror_gain", "lower", 0.1, "correlation gained by mirroring the HQ"),
         Field("correlation", "higher", None, "ECC correlation after alignment (recorded only)"),
-        Field("shift_x_px", "lower", None, "the frame centre's move right, LQ px, signed (recorded only; displacement_px decides)"),
-        Field("shift_y_px", "lower", None, "the frame centre's move down, LQ px, signed (recorded only; displacement_px decides)"),
-        Field("scale", "lower", None, "how much larger the HQ's content appears (recorded only; displacement_px decides)"),
-        Field("rotation_deg", "lower", None, "the HQ content's turn, degrees, counter-clockwise (recorded only; displacement_px decides)"),
+        Field("shift_x_px", "lower", None, "the frame centre's move right, LQ px, signed (recorded only)"),
+        Field("shift_y_px", "lower", None, "the frame centre's move down, LQ px, signed (recorded only)"),
+        Field("scale", "lower", None, "how much larger the HQ's content appears (recorded only)"),
+        Field("rotation_deg", "lower", None, "the HQ content's turn, degrees, counter-clockwise (recorded only)"),
     )
     options = {"analysis_side": 256}
 
