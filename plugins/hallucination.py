@@ -1,7 +1,7 @@
 """``hallucination``: where does the target's structure depart from its source's?
 
 Both images are area-pooled to a common low resolution (at most half the LQ's size: a
-small, blurred source says nothing about its own pixels) and compared by their local
+small, blurred source holds little at its own pixels) and compared by their local
 structure in 1.5-px Gaussian windows, blind to brightness and contrast:
 
 - brightness: local means are removed (only local variances and covariance are used);
