@@ -131,8 +131,9 @@ def _motion_blur(image, rng, length):
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
-def _colour_noise(image, sigma, chroma_sigma, rng):
-    noisy = image + rng.normal(0, sigma, image.shape) + rng.normal(0, chroma_sigma, image.shape[:2])[..., None]
+def _colour_noise(image, sigma, shared_sigma, rng):
+    """Noise drawn for each channel apart (which colours it), plus a part all channels share."""
+    noisy = image + rng.normal(0, sigma, image.shape) + rng.normal(0, shared_sigma, image.shape[:2])[..., None]
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 

@@ -121,13 +121,13 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> float:
-    """Noise sigma of the a* and b* planes (the larger), CIELAB units."""
+def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float]:
+    """Noise sigmas of the a* and b* planes, CIELAB units."""
     planes = lab_pixels.reshape(*shape[:2], 3).astype(np.float32)
-    return max(noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2]))
+    return noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2])
 
 
-NOT_MEASURED = {"hue_shift_deg": math.nan, "cast": math.nan, "lq_free_chroma": math.nan, "contrast": math.nan}  # returned as copies
+NOT_MEASURED = {f.name: math.nan for f in Color.fields}  # returned as copies
 
 
 def contrast_kept(y_lq: np.ndarray, y_hq: np.ndarray) -> float:
@@ -144,8 +144,7 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     y_lq, y_hq = luma(small_lq), luma(small_hq)
     contrast = contrast_kept(y_lq, y_hq)
     scaled = lab(exposure_matched(small_lq, y_lq, y_hq))
-    planes = scaled.reshape(*small_lq.shape[:2], 3).astype(np.float32)
-    noise_a, noise_b = noise_sigma(planes[..., 1]), noise_sigma(planes[..., 2])
+    noise_a, noise_b = chroma_noise(scaled, small_lq.shape)
     free = math.sqrt(max(free_chroma(scaled) ** 2 - noise_a**2 - noise_b**2, 0.0))  # beyond the chroma noise
     clean = free >= MIN_FREE_CHROMA and free >= CLEAN_CHROMA_SNR * max(noise_a, noise_b)
     if free < floor and not clean:
@@ -153,7 +152,7 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     matched = lab(tone_matched(small_lq, y_lq, y_hq))
     ab_lq = matched[:, 1:]
     ab_hq = lab(small_hq)[:, 1:]
-    noise = chroma_noise(matched, small_lq.shape)
+    noise = max(chroma_noise(matched, small_lq.shape))
     reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
     chroma = np.minimum(np.hypot(*ab_lq.T), np.hypot(*ab_hq.T))
     weight = np.maximum(chroma - NOISE_FLOOR * noise, 0) * reliable

@@ -67,15 +67,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def kill_after_rows(args: list[str], log: Path, rows: int, env: dict[str, str], timeout: float = 120) -> list[int]:
     """Run the ggtqc command and SIGKILL it once ``log`` holds ``rows`` lines; return its children's pids."""
     process = subprocess.Popen([str(GGTQC), *args], env={**os.environ, **env})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.exists() and log.read_text().count("\n") >= rows:
-            break
-        time.sleep(0.02)
+    wait_for_rows(log, rows, timeout, process)
     children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _parent_pid(p) == process.pid]
     process.send_signal(signal.SIGKILL)
     process.wait()
     return children
+
+
+def wait_for_rows(log: Path, rows: int, timeout: float, process: subprocess.Popen) -> None:
+    """Return once ``log`` holds ``rows`` lines, ``process`` has ended, or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= rows:
+            return
+        time.sleep(0.02)
 
 
 def _parent_pid(stat: Path) -> int | None:

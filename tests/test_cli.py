@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import GGTQC, REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb
+from conftest import GGTQC, REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb, wait_for_rows
 
 EXAMPLES = REPO / "examples" / "pairs"
 WEIGHTS_FREE = "all,-clip"  # no CLIP weights can be fetched here
@@ -278,9 +278,7 @@ def test_ctrl_c_stops_the_run_keeps_its_rows_and_says_how_to_resume(tmp_path, pl
         [str(GGTQC), *args], env={**os.environ, **plugin_env}, stderr=subprocess.PIPE, text=True,
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not ((out / "results.jsonl").exists() and (out / "results.jsonl").read_text().count("\n") >= 8):
-        time.sleep(0.05)
+    wait_for_rows(out / "results.jsonl", 8, 120, run)
     os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group
     stderr = run.communicate(timeout=60)[1]
     assert run.returncode == 130, stderr
