@@ -3,7 +3,9 @@
 # planted.mixed) written to a scratch folder, then the CLI timed per device and filter set,
 # decoding and writing included. Writes nothing into the repo.
 #   PYTHON   the interpreter with ggtqc installed (default .venv/bin/python)
-#   N        pairs (default 512); DEVICES (default "cpu", e.g. "cuda cpu");
+#   N        pairs generated (default 512); COPIES: each is linked in that many times under
+#            other names (default 1), so a run long enough to hide worker start-up costs
+#            no more generation; DEVICES (default "cpu", e.g. "cuda cpu");
 #   PROCESSES the --processes values to time (default "1", e.g. "1 4 16")
 #   PLUGINS  the --plugins values to time (default "ssim all,-clip,-iqa all,-clip")
 set -euo pipefail
@@ -12,7 +14,9 @@ python=${PYTHON:-.venv/bin/python}
 n=${N:-512}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-"$python" - "$scratch/pairs" "$n" <<'PY'
+copies=${COPIES:-1}
+"$python" - "$scratch/pairs" "$n" "$copies" <<'PY'
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from skimage import data
 sys.path.insert(0, "benchmarks")
 import planted
 
-root, count = Path(sys.argv[1]), int(sys.argv[2])
+root, count, copies = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
 rng = np.random.default_rng(0)
 for side in ("lq", "hq"):
@@ -33,7 +37,11 @@ for i in range(count):
     lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)
     cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
     cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
+    for copy in range(1, copies):  # hard links: the same bytes under another pair's name
+        os.link(root / "lq" / f"{i:05d}.jpg", root / "lq" / f"{i:05d}-{copy}.jpg")
+        os.link(root / "hq" / f"{i:05d}.png", root / "hq" / f"{i:05d}-{copy}.png")
 PY
+n=$((n * copies))
 echo "$n pairs, $(nproc) cores; wall: the command, start-up included; run: the scoring loop (summary.json)"
 for device in ${DEVICES:-cpu}; do
     for processes in ${PROCESSES:-1}; do

@@ -5,8 +5,11 @@
 #   PYTHON   the interpreter (default .venv/bin/python)
 #   WHEELS   a folder of wheels to install first, offline (peers such as kornia, piq)
 #   OUT      where the results go (default gpu-out)
-#   E2E_PROCESSES  also time `ggtqc filter` end to end on the machine's CPUs with these
-#            --processes values (e.g. "1 4 16"; filter_e2e.sh, 512 pairs); off when unset
+#   KERNEL_BENCH   0 skips the side-by-side kernel timings (default 1)
+#   E2E_PROCESSES  also time `ggtqc filter` end to end with these --processes values
+#            (e.g. "1 4 16"; filter_e2e.sh, E2E_N pairs, default 512, each linked in
+#            E2E_COPIES times, default 1); off when unset
+#   E2E_DEVICES    the --device values for that (default cpu)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -20,11 +23,14 @@ if ! "$python" -c "import ggtqc.kernels" 2>/dev/null; then  # ggtqc itself, offl
     "$python" -m pip install --no-index --no-deps --no-build-isolation -q -e . 2>&1 | tail -3
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+lscpu | grep -E "^(Model name|CPU\(s\)):" | tee -a "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 "$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
-"$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip" -p no:cacheprovider \
-    --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
+if [ "${KERNEL_BENCH:-1}" != 0 ]; then
+    "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip" -p no:cacheprovider \
+        --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
+fi
 if [ -n "${E2E_PROCESSES:-}" ]; then
-    PYTHON="$python" N=${E2E_N:-512} DEVICES=cpu PROCESSES="$E2E_PROCESSES" PLUGINS="ssim all,-clip,-iqa" \
+    PYTHON="$python" N=${E2E_N:-512} COPIES=${E2E_COPIES:-1} DEVICES="${E2E_DEVICES:-cpu}" PROCESSES="$E2E_PROCESSES" PLUGINS="ssim all,-clip,-iqa" \
         bash benchmarks/filter_e2e.sh 2>&1 | tee "$out/e2e.txt"
 fi

@@ -46,7 +46,7 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; on many-core CPUs try up to the core count.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; on a many-core CPU try 4 or more.")
 @click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding and scoring pairs.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
