@@ -4,7 +4,8 @@ Both images are area-pooled to a common size (LQ long side ``analysis_side``, 25
 blind to brightness, contrast and haze (luma minus its local mean, over a ~12% window),
 then aligned: phase correlation gives the shift, ECC (OpenCV's enhanced correlation
 coefficient, itself invariant to gain and offset) refines a full affine transform (shift,
-scale, rotation, shear). The same is done with the target mirrored.
+scale, rotation, shear), starting again from no move where the shift misled it. The
+target mirrored is aligned too, from its shift alone.
 
 - ``displacement_px``: how far the frame's corners move under the estimated transform, in
   LQ pixels. A restoration may shift its frame by a pixel or two, and the estimate itself
@@ -33,11 +34,12 @@ from ggtqc.planes import luma, small_pair
 
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
 MIN_STRUCTURE = 0.5  # grey levels of detail (RMS) below which a frame is blank to alignment
+IDENTITY = np.eye(2, 3, dtype=np.float32)  # the warp of no move
 
 
 class Geometry(PairFilter):
     name = "geometry"
-    version = "3"
+    version = "4"
     threadsafe = True
     cost = 18.0
     fields = (
@@ -67,17 +69,29 @@ def structure_only(plane: np.ndarray) -> np.ndarray | None:
 
 
 def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
-    """Affine warp with ``moving(warp @ p) ~ template(p)``, and the correlation reached."""
+    """Affine warp with ``moving(warp @ p) ~ template(p)``, and the correlation reached.
+
+    ECC starts from the phase-correlation shift.
+    """
     window = cv2.createHanningWindow(template.shape[::-1], cv2.CV_32F)
     (dx, dy), _ = cv2.phaseCorrelate(template, moving, window)
-    warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    return refine(template, moving, np.array([[1, 0, dx], [0, 1, dy]], np.float32))
+
+
+def refine(template: np.ndarray, moving: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
+    """ECC from ``start``; if it does not converge, ``start`` and its correlation."""
     try:
-        correlation, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, ECC_CRITERIA, None, 3)
-    except cv2.error:  # did not converge: keep the phase-correlation shift
-        shifted = cv2.warpAffine(moving, warp, template.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        spread = float(template.std() * shifted.std())
-        correlation = float(((template - template.mean()) * (shifted - shifted.mean())).mean() / spread) if spread > 0 else 0.0
-    return warp, float(correlation)
+        correlation, warp = cv2.findTransformECC(template, moving, start.copy(), cv2.MOTION_AFFINE, ECC_CRITERIA, None, 3)
+        return warp, float(correlation)
+    except cv2.error:
+        return start, correlation_at(template, moving, start)
+
+
+def correlation_at(template: np.ndarray, moving: np.ndarray, warp: np.ndarray) -> float:
+    """Correlation of ``template`` with ``moving`` warped by ``warp``."""
+    shifted = cv2.warpAffine(moving, warp, template.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    spread = float(template.std() * shifted.std())
+    return float(((template - template.mean()) * (shifted - shifted.mean())).mean() / spread) if spread > 0 else 0.0
 
 
 NOT_MEASURED = {f.name: math.nan for f in Geometry.fields}  # returned as copies
@@ -89,6 +103,13 @@ def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
     if template is None or moving is None or min(template.shape) < 16:
         return dict(NOT_MEASURED)
     warp, correlation = align(template, moving)
+    if correlation < correlation_at(template, moving, IDENTITY):
+        # Phase correlation locked onto something else (scratches, flakes, a streaked blur)
+        # and led ECC to a worse fit than no move at all: start again from no move.
+        again, reached = refine(template, moving, IDENTITY)
+        if reached > correlation:
+            warp, correlation = again, reached
+    # The mirrored view is aligned once: it only has to beat the direct fit clearly.
     _, mirrored = align(template, np.ascontiguousarray(moving[:, ::-1]))
     h, w = template.shape
     matrix = warp.astype(np.float64)

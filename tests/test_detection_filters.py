@@ -91,6 +91,30 @@ def test_geometry_flags_a_mirrored_target(scene):
     assert got["mirror_gain"] > 0.3 and "mirror_gain" in fails(Geometry, got)
 
 
+def scratched_old_photo(image, seed):
+    """Grey, faded and blurred, with vertical scratches, dust and grain."""
+    rng = np.random.default_rng(seed)
+    grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * 0.7 + 60, (0, 0), 1.4)
+    h, w = grey.shape
+    for x in rng.integers(0, w, 5):
+        cv2.line(grey, (int(x), 0), (int(x) + int(rng.integers(-20, 20)), h), 235, 1)
+    for x, y in zip(rng.integers(0, w, 30), rng.integers(0, h, 30)):
+        cv2.circle(grey, (int(x), int(y)), 2, 30 if rng.random() < 0.5 else 240, -1)
+    noisy = np.clip(grey + rng.normal(0, 10, grey.shape), 0, 255).astype(np.uint8)
+    return np.repeat(noisy[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 8])
+def test_geometry_aligns_an_honest_target_of_a_scratched_photo(seed):
+    # Phase correlation locks onto these sources' scratches and dust, and ECC started there
+    # ended 16-69 LQ px away with no correlation left; started from no move, it finds the frame.
+    hq = cv2.resize(photos()[3], (480, 320), interpolation=cv2.INTER_AREA)  # rocket
+    lq = scratched_old_photo(cv2.resize(hq, (240, 160), interpolation=cv2.INTER_AREA), seed)
+    got = scores(Geometry, lq, hq)
+    assert got["displacement_px"] < 3 and got["correlation"] > 0.5
+    assert fails(Geometry, got) == []
+
+
 # --- color -----------------------------------------------------------------------------
 
 
