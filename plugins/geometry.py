@@ -104,8 +104,8 @@ def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
         return dict(NOT_MEASURED)
     warp, correlation = align(template, moving)
     if correlation < correlation_at(template, moving, IDENTITY):
-        # Phase correlation locked onto something else (scratches, flakes, a streaked blur)
-        # and led ECC to a worse fit than no move at all: start again from no move.
+        # Phase correlation gave a wrong shift (seen on old photos with scratches and dust,
+        # snow, heavy blur), and ECC from there fits worse than no move: start again from none.
         again, reached = refine(template, moving, IDENTITY)
         if reached > correlation:
             warp, correlation = again, reached
