@@ -105,7 +105,7 @@ def estimate(lq: np.ndarray, hq: np.ndarray, side: int) -> dict[str, float]:
     warp, correlation = align(template, moving)
     if correlation < correlation_at(template, moving, IDENTITY):
         # Phase correlation gave a wrong shift (seen on old photos with scratches and dust,
-        # snow, heavy blur), and ECC from there fits worse than no move: start again from none.
+        # snow, heavy blur), and ECC from there fits worse than no move: start again from no move.
         again, reached = refine(template, moving, IDENTITY)
         if reached > correlation:
             warp, correlation = again, reached
