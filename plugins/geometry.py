@@ -81,7 +81,8 @@ def align(template: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, float]:
 def refine(template: np.ndarray, moving: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
     """ECC from ``start``; if it does not converge, ``start`` and its correlation."""
     try:
-        correlation, warp = cv2.findTransformECC(template, moving, start.copy(), cv2.MOTION_AFFINE, ECC_CRITERIA, None, 3)
+        warp = start.copy()  # ECC writes its result into the array it starts from
+        correlation, warp = cv2.findTransformECC(template, moving, warp, cv2.MOTION_AFFINE, ECC_CRITERIA, None, 3)
         return warp, float(correlation)
     except cv2.error:
         return start, correlation_at(template, moving, start)
