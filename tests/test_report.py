@@ -3,6 +3,7 @@
 import html
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -58,10 +59,7 @@ def test_per_reason_limits_each_section_and_out_puts_it_elsewhere(results, tmp_p
     made = run_cli("report", str(results), "--per-reason", "1", "--accepted", "0", "--out", str(tmp_path / "r"))
     assert made.returncode == 0, made.stderr
     text = (tmp_path / "r" / "index.html").read_text()
-    counts = {}
-    for row in read_rows(results):
-        for name in row.get("failed", ()):
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for row in read_rows(results) for name in row.get("failed", ()))
     shown = dict((name, (int(total), int(n))) for name, total, n in re.findall(r"<h2 id='([a-z_.]+)'>[a-z_.]+: (\d+) pairs? \((\d+) shown\)", text))
     assert shown == {name: (total, 1) for name, total in counts.items()}
     assert "Accepted: a sample of 0" in text
