@@ -37,10 +37,11 @@ def evaluate(
     workdir: Path | None = None,
     scales: tuple[int, ...] = (1, 2),
     degradations: str = "standard",
+    twins: bool = False,
 ) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = workdir or Path(tmp)
-        labels = planted.make_pairs(root / "pairs", split, per_photo, seed, scales=scales, degradations=degradations)
+        labels = planted.make_pairs(root / "pairs", split, per_photo, seed, scales=scales, degradations=degradations, twins=twins)
         command = [str(GGTQC), "filter", str(root / "pairs"), "--plugins", plugins, "--out", str(root / "qc"), "--fresh", "-q"]
         subprocess.run(command, check=True)
         rows = {}
@@ -52,20 +53,34 @@ def evaluate(
 
 
 def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
+    """Honest acceptance and fault recall; with twins, also recall over the faulty pairs whose twin passed.
+
+    A twin is the faulty pair before its fault. Where the twin is rejected too, the LQ alone
+    (a tinted or heavily degraded source) may have done the rejecting; recall over the rest
+    counts only rejections the fault caused.
+    """
     by_case: dict[tuple, list[bool]] = defaultdict(list)
+    paired: dict[tuple, list[bool]] = defaultdict(list)
     caught_by: dict[tuple, Counter] = defaultdict(Counter)
     honest_failures: Counter = Counter()
+    twin_accepted = {label["of"]: rows[label["id"]]["verdict"] == "accept" for label in labels if label["kind"] == "twin"}
     for label in labels:
         row = rows[label["id"]]
         rejected = row["verdict"] != "accept"
         if label["kind"] == "honest":
             by_case[("honest", label["what"])].append(not rejected)
             honest_failures.update(row.get("failed", []) or ["error"] if rejected else [])
-        else:
+        elif label["kind"] == "fault":
             key = (label["what"], label["strength"])
             by_case[key].append(rejected)
             caught_by[key].update({name.split(".")[0] for name in row.get("failed", [])})
-    return {"cases": by_case, "caught_by": caught_by, "honest_failures": honest_failures}
+            if twin_accepted.get(label["id"]):
+                paired[key].append(rejected)
+    return {"cases": by_case, "paired": paired, "twins": twin_accepted, "caught_by": caught_by, "honest_failures": honest_failures}
+
+
+def share(hits: list[bool] | None) -> str:
+    return f"{sum(hits)}/{len(hits)} = {sum(hits) / len(hits):.2f}" if hits else "-"
 
 
 def table(result: dict, title: str) -> str:
@@ -79,14 +94,19 @@ def table(result: dict, title: str) -> str:
     if result["honest_failures"]:
         lines.append("")
         lines.append("Honest pairs were rejected by: " + ", ".join(f"{k} ({v})" for k, v in result["honest_failures"].most_common()))
-    lines += ["", "| fault | clear recall | subtle recall | rejected mostly by |", "| --- | ---: | ---: | --- |"]
+    paired, twins = result["paired"], result["twins"]
+    strengths = ("clear", "subtle")
+    header, rule = "| fault | clear recall | subtle recall |", "| --- | ---: | ---: |"
+    if twins:
+        lines += ["", f"Twins accepted: {sum(twins.values())}/{len(twins)}. Recall where the twin passed counts only the faulty pairs whose twin was accepted."]
+        header, rule = header + " clear, twin passed | subtle, twin passed |", rule + " ---: | ---: |"
+    lines += ["", header + " rejected mostly by |", rule + " --- |"]
     for fault in planted.FAULTS:
-        cells = []
-        for strength in ("clear", "subtle"):
-            hits = cases.get((fault, strength))
-            cells.append(f"{sum(hits)}/{len(hits)} = {sum(hits) / len(hits):.2f}" if hits else "-")
+        cells = [share(cases.get((fault, strength))) for strength in strengths]
+        if twins:
+            cells += [share(paired.get((fault, strength))) for strength in strengths]
         by = caught_by.get((fault, "clear"), Counter()) + caught_by.get((fault, "subtle"), Counter())
-        lines.append(f"| {fault} | {cells[0]} | {cells[1]} | {', '.join(name for name, _ in by.most_common(3))} |")
+        lines.append(f"| {fault} | {' | '.join(cells)} | {', '.join(name for name, _ in by.most_common(3))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -103,8 +123,14 @@ def table(result: dict, title: str) -> str:
     show_default=True,
     help="LQ degradations: the standard set, or the shifted one no threshold was set on.",
 )
+@click.option(
+    "--twins/--no-twins",
+    default=True,
+    show_default=True,
+    help="Also score each faulty pair's twin (its target before the fault) and report recall where the twin passed.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path(__file__).parent / "results" / "accuracy.md")
-def main(split: str, per_photo: int, seed: int, plugins: str, scales: str, degradations: str, out: Path) -> None:
+def main(split: str, per_photo: int, seed: int, plugins: str, scales: str, degradations: str, twins: bool, out: Path) -> None:
     try:
         factors = tuple(int(factor) for factor in scales.split(","))
     except ValueError:
@@ -113,10 +139,11 @@ def main(split: str, per_photo: int, seed: int, plugins: str, scales: str, degra
         raise click.BadParameter(f"{scales!r}: give whole numbers of 1 or more separated by commas, e.g. 1,2,4", param_hint="--scales")
     splits = ["calibration", "heldout"] if split == "both" else [split]
     command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seed {seed} --scales {scales} --degradations {degradations}"
+    command += "" if twins else " --no-twins"
     parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]
     for name in splits:
         photos = ", ".join(planted.SPLITS[name])
-        result = evaluate(name, per_photo, seed, plugins, scales=factors, degradations=degradations)
+        result = evaluate(name, per_photo, seed, plugins, scales=factors, degradations=degradations, twins=twins)
         parts.append(table(result, f"{name} photos ({photos})"))
     text = "\n".join(parts)
     out.parent.mkdir(parents=True, exist_ok=True)

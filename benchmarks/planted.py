@@ -392,6 +392,7 @@ def make_pairs(
     strengths=("clear", "subtle"),
     scales=(1, 2),
     degradations: str = "standard",
+    twins: bool = False,
 ) -> list[dict]:
     """Write ``out/lq``, ``out/hq`` and ``out/labels.jsonl``; return the labels.
 
@@ -399,6 +400,9 @@ def make_pairs(
     fault and strength (on an LQ of a random group). Each pair's scale is drawn from
     ``scales``: an Nx pair's LQ comes from the photo at 1/N size, its HQ from the full-size
     photo. ``degradations`` names the set of LQ degradations ("standard" or "shifted").
+    With ``twins``, each faulty pair also gets its twin: the same LQ with the honest HQ the
+    fault was planted in (kind "twin", ``of`` naming the faulty pair). The other pairs are
+    the same with or without twins.
     """
     rng = np.random.default_rng(seed)
     names = SPLITS[split]
@@ -430,6 +434,7 @@ def make_pairs(
                 lq = DEGRADATIONS[degradations][group](lq_source[y : y + h, x : x + w], rng)
                 hq = honest_target(source, (y * scale, x * scale, h * scale, w * scale), rng)
                 region = other_name = None
+                honest_hq = hq
                 if kind == "fault":
                     # another photo of the split, never this one (a crop of the same scene is no wrong image)
                     other_name = names[(n_photo + 1 + k % (len(names) - 1)) % len(names)]
@@ -442,6 +447,11 @@ def make_pairs(
                     {"id": pair_id, "kind": kind, "what": what, "strength": strength, "group": group, "photo": name,
                      "other": other_name, "scale": scale, "region": region}
                 )  # fmt: skip
+                if twins and kind == "fault":
+                    twin_id = f"twin/{what}/{strength}/{name.split(':')[-1]}-{k}"
+                    _save(out / "lq" / f"{twin_id}.png", lq)
+                    _save(out / "hq" / f"{twin_id}.png", honest_hq)
+                    labels.append({**labels[-1], "id": twin_id, "kind": "twin", "of": pair_id, "region": None})
     with (out / "labels.jsonl").open("w") as f:
         for label in labels:
             f.write(json.dumps(label, default=int) + "\n")

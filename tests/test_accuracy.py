@@ -46,3 +46,35 @@ def test_pairs_come_at_the_scales_and_degradations_asked_for(tmp_path):
         lq, hq = (cv2.imread(str(tmp_path / side / f"{label['id']}.png")) for side in ("lq", "hq"))
         assert hq.shape[:2] == (4 * lq.shape[0], 4 * lq.shape[1])
     assert set(planted.DEGRADATIONS["shifted"]) == set(planted.GROUPS)
+
+
+def test_twins_are_the_targets_before_their_faults_and_change_nothing_else(tmp_path):
+    kwargs = dict(split="calibration", per_photo=1, seed=0, strengths=("clear",), scales=(2,))
+    plain = planted.make_pairs(tmp_path / "plain", **kwargs)
+    labels = planted.make_pairs(tmp_path / "twins", **kwargs, twins=True)
+    assert [label for label in labels if label["kind"] != "twin"] == plain
+    read = lambda root, side, label_id: (root / side / f"{label_id}.png").read_bytes()  # noqa: E731
+    for label in plain:
+        assert read(tmp_path / "plain", "hq", label["id"]) == read(tmp_path / "twins", "hq", label["id"])
+    twins = [label for label in labels if label["kind"] == "twin"]
+    assert len(twins) == sum(label["kind"] == "fault" for label in plain)
+    for twin in twins:
+        assert read(tmp_path / "twins", "lq", twin["id"]) == read(tmp_path / "twins", "lq", twin["of"])
+        assert read(tmp_path / "twins", "hq", twin["id"]) != read(tmp_path / "twins", "hq", twin["of"])
+
+
+def test_recall_where_the_twin_passed_leaves_out_faults_whose_twin_was_rejected():
+    labels = [
+        {"id": "h1", "kind": "honest", "what": "snow", "strength": None},
+        {"id": "f1", "kind": "fault", "what": "noise", "strength": "clear"},
+        {"id": "t1", "kind": "twin", "what": "noise", "strength": "clear", "of": "f1"},
+        {"id": "f2", "kind": "fault", "what": "noise", "strength": "clear"},
+        {"id": "t2", "kind": "twin", "what": "noise", "strength": "clear", "of": "f2"},
+        {"id": "f3", "kind": "fault", "what": "noise", "strength": "clear"},
+        {"id": "t3", "kind": "twin", "what": "noise", "strength": "clear", "of": "f3"},
+    ]
+    verdicts = {"h1": "accept", "f1": "reject", "t1": "accept", "f2": "reject", "t2": "reject", "f3": "accept", "t3": "accept"}
+    result = accuracy.summarize(labels, {k: {"verdict": v, "failed": ["color.cast"] if v == "reject" else []} for k, v in verdicts.items()})
+    assert result["cases"][("noise", "clear")] == [True, True, False]  # every faulty pair
+    assert result["paired"][("noise", "clear")] == [True, False]  # f2 left out: its twin was rejected too
+    assert "clear, twin passed" in accuracy.table(result, "t") and "Twins accepted: 2/3" in accuracy.table(result, "t")
