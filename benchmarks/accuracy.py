@@ -63,6 +63,7 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
     paired: dict[tuple, list[bool]] = defaultdict(list)
     caught_by: dict[tuple, Counter] = defaultdict(Counter)
     honest_failures: Counter = Counter()
+    twin_failures: Counter = Counter()
     twin_accepted = {label["of"]: rows[label["id"]]["verdict"] == "accept" for label in labels if label["kind"] == "twin"}
     for label in labels:
         row = rows[label["id"]]
@@ -70,13 +71,17 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
         if label["kind"] == "honest":
             by_case[("honest", label["what"])].append(not rejected)
             honest_failures.update(row.get("failed", []) or ["error"] if rejected else [])
+        elif label["kind"] == "twin":
+            by_case[("twin", label["group"])].append(not rejected)
+            twin_failures.update(row.get("failed", []) or ["error"] if rejected else [])
         elif label["kind"] == "fault":
             key = (label["what"], label["strength"])
             by_case[key].append(rejected)
             caught_by[key].update({name.split(".")[0] for name in row.get("failed", [])})
             if twin_accepted.get(label["id"]):
                 paired[key].append(rejected)
-    return {"cases": by_case, "paired": paired, "twins": twin_accepted, "caught_by": caught_by, "honest_failures": honest_failures}
+    return {"cases": by_case, "paired": paired, "twins": twin_accepted, "caught_by": caught_by,
+            "honest_failures": honest_failures, "twin_failures": twin_failures}
 
 
 def share(hits: list[bool] | None) -> str:
@@ -87,14 +92,18 @@ def table(result: dict, title: str) -> str:
     cases, caught_by = result["cases"], result["caught_by"]
     honest = [ok for key, oks in cases.items() if key[0] == "honest" for ok in oks]
     lines = [f"### {title}", "", f"Honest pairs accepted: **{sum(honest)}/{len(honest)} = {sum(honest) / len(honest):.3f}**", ""]
-    lines += ["| honest group | accepted |", "| --- | ---: |"]
+    twins = result["twins"]
+    if twins:  # a second honest sample, larger, its groups and scales drawn at random
+        lines += ["| honest group | accepted | twins accepted |", "| --- | ---: | ---: |"]
+    else:
+        lines += ["| honest group | accepted |", "| --- | ---: |"]
     for group in planted.GROUPS:
-        oks = cases.get(("honest", group), [])
-        lines.append(f"| {group} | {sum(oks)}/{len(oks)} |")
-    if result["honest_failures"]:
-        lines.append("")
-        lines.append("Honest pairs were rejected by: " + ", ".join(f"{k} ({v})" for k, v in result["honest_failures"].most_common()))
-    paired, twins = result["paired"], result["twins"]
+        cells = [cases.get(("honest", group), [])] + ([cases.get(("twin", group), [])] if twins else [])
+        lines.append(f"| {group} | " + " | ".join(f"{sum(oks)}/{len(oks)}" for oks in cells) + " |")
+    for who, failures in (("Honest pairs", result["honest_failures"]), ("Twins", result.get("twin_failures"))):
+        if failures:
+            lines += ["", f"{who} were rejected by: " + ", ".join(f"{k} ({v})" for k, v in failures.most_common())]
+    paired = result["paired"]
     strengths = ("clear", "subtle")
     header, rule = "| fault | clear recall | subtle recall |", "| --- | ---: | ---: |"
     if twins:

@@ -67,14 +67,16 @@ def test_recall_where_the_twin_passed_leaves_out_faults_whose_twin_was_rejected(
     labels = [
         {"id": "h1", "kind": "honest", "what": "snow", "strength": None},
         {"id": "f1", "kind": "fault", "what": "noise", "strength": "clear"},
-        {"id": "t1", "kind": "twin", "what": "noise", "strength": "clear", "of": "f1"},
+        {"id": "t1", "kind": "twin", "what": "noise", "strength": "clear", "group": "snow", "of": "f1"},
         {"id": "f2", "kind": "fault", "what": "noise", "strength": "clear"},
-        {"id": "t2", "kind": "twin", "what": "noise", "strength": "clear", "of": "f2"},
+        {"id": "t2", "kind": "twin", "what": "noise", "strength": "clear", "group": "snow", "of": "f2"},
         {"id": "f3", "kind": "fault", "what": "noise", "strength": "clear"},
-        {"id": "t3", "kind": "twin", "what": "noise", "strength": "clear", "of": "f3"},
+        {"id": "t3", "kind": "twin", "what": "noise", "strength": "clear", "group": "snow", "of": "f3"},
     ]
     verdicts = {"h1": "accept", "f1": "reject", "t1": "accept", "f2": "reject", "t2": "reject", "f3": "accept", "t3": "accept"}
     result = accuracy.summarize(labels, {k: {"verdict": v, "failed": ["color.cast"] if v == "reject" else []} for k, v in verdicts.items()})
     assert result["cases"][("noise", "clear")] == [True, True, False]  # every faulty pair
     assert result["paired"][("noise", "clear")] == [True, False]  # f2 left out: its twin was rejected too
-    assert "clear, twin passed" in accuracy.table(result, "t") and "Twins accepted: 2/3" in accuracy.table(result, "t")
+    text = accuracy.table(result, "t")
+    assert "clear, twin passed" in text and "Twins accepted: 2/3" in text
+    assert "| snow | 1/1 | 2/3 |" in text and "Twins were rejected by: color.cast (1)" in text
