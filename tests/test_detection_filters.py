@@ -22,7 +22,9 @@ from ggtqc.plugins.hallucination import Hallucination
 from ggtqc.runner import Stage, score_batch
 
 sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 import make_pairs as degrade  # noqa: E402  the sample pairs' degradations
+import planted  # noqa: E402  the accuracy benchmark's degradations
 
 
 def scores(cls, lq, hq):
@@ -113,6 +115,18 @@ def test_geometry_aligns_an_honest_target_of_a_scratched_photo(seed):
     got = scores(Geometry, lq, hq)
     assert got["displacement_px"] < 3 and got["correlation"] > 0.5
     assert fails(Geometry, got) == []
+
+
+@pytest.mark.parametrize("scale,seed", [(1, 5), (2, 19), (2, 23)])
+def test_geometry_does_not_fit_scale_to_snow(scale, seed):
+    # Affine ECC read these honest targets of snowy rocket crops as moved by 3.7, 5.1 and 46 px
+    # (scale and shear fitted to flakes and smoke); the rigid fit is kept unless they clearly pay.
+    rng = np.random.default_rng(seed)
+    y, x = int(rng.integers(0, 427 - 320)), int(rng.integers(0, 640 - 480))
+    hq = photos()[3][y : y + 320, x : x + 480]  # rocket
+    lq = planted.snow(cv2.resize(hq, (480 // scale, 320 // scale), interpolation=cv2.INTER_AREA), rng)
+    got = scores(Geometry, lq, np.roll(hq, 1, axis=1))
+    assert got["displacement_px"] < 3 and fails(Geometry, got) == [], got
 
 
 # --- color -----------------------------------------------------------------------------
