@@ -100,7 +100,7 @@ def table(result: dict, title: str) -> str:
     for group in planted.GROUPS:
         cells = [cases.get(("honest", group), [])] + ([cases.get(("twin", group), [])] if twins else [])
         lines.append(f"| {group} | " + " | ".join(f"{sum(oks)}/{len(oks)}" for oks in cells) + " |")
-    for who, failures in (("Honest pairs", result["honest_failures"]), ("Twins", result.get("twin_failures"))):
+    for who, failures in (("Honest pairs", result["honest_failures"]), ("Twins", result["twin_failures"])):
         if failures:
             lines += ["", f"{who} were rejected by: " + ", ".join(f"{k} ({v})" for k, v in failures.most_common())]
     paired = result["paired"]

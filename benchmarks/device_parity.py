@@ -47,7 +47,7 @@ def main(per_photo: int, seed: int, plugins: str, out: Path) -> None:
     for key in cpu:
         for name, fields in cpu[key].get("scores", {}).items():
             for field, value in fields.items():
-                other = cuda[key]["scores"][name][field]
+                other = cuda[key].get("scores", {}).get(name, {}).get(field)
                 if isinstance(value, float) and isinstance(other, float) and not (math.isnan(value) or math.isnan(other)):
                     largest[f"{name}.{field}"] = max(largest[f"{name}.{field}"], abs(value - other))
     click.echo(f"{len(cpu)} pairs, {len(differ)} verdicts differ: {differ[:10]}")
