@@ -11,7 +11,6 @@ did the rejecting.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import click
+
+from ggtqc.results import RESULTS
+from ggtqc.rowlog import read_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 import planted  # noqa: E402
@@ -44,11 +46,7 @@ def evaluate(
         labels = planted.make_pairs(root / "pairs", split, per_photo, seed, scales=scales, degradations=degradations, twins=twins)
         command = [str(GGTQC), "filter", str(root / "pairs"), "--plugins", plugins, "--out", str(root / "qc"), "--fresh", "-q"]
         subprocess.run(command, check=True)
-        rows = {}
-        with (root / "qc" / "results.jsonl").open() as f:
-            for line in f:
-                row = json.loads(line)
-                rows[row["id"]] = row
+        rows = {row["id"]: row for row in read_rows(root / "qc" / RESULTS)}
     return summarize(labels, rows)
 
 

@@ -8,8 +8,6 @@ how many verdicts differ and the largest score difference per field.
 
 from __future__ import annotations
 
-import json
-import math
 import subprocess
 import sys
 from collections import defaultdict
@@ -17,15 +15,13 @@ from pathlib import Path
 
 import click
 
+from ggtqc.results import RESULTS
+from ggtqc.rowlog import read_rows
+
 sys.path.insert(0, str(Path(__file__).parent))
 import planted  # noqa: E402
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
-
-
-def rows(path: Path) -> dict[str, dict]:
-    with path.open() as f:
-        return {row["id"]: row for row in map(json.loads, f)}
 
 
 @click.command()
@@ -40,7 +36,7 @@ def main(per_photo: int, seed: int, plugins: str, out: Path) -> None:
         command = [str(GGTQC), "filter", str(out / "pairs"), "--plugins", plugins, "--device", device,
                    "--all-scores", "--out", str(out / device), "--fresh", "-q"]  # fmt: skip
         subprocess.run(command, check=True)
-        results[device] = rows(out / device / "results.jsonl")
+        results[device] = {row["id"]: row for row in read_rows(out / device / RESULTS)}
     cpu, cuda = results["cpu"], results["cuda"]
     differ = [key for key in cpu if cpu[key]["verdict"] != cuda[key]["verdict"]]
     largest: dict[str, float] = defaultdict(float)
@@ -48,7 +44,7 @@ def main(per_photo: int, seed: int, plugins: str, out: Path) -> None:
         for name, fields in cpu[key].get("scores", {}).items():
             for field, value in fields.items():
                 other = cuda[key].get("scores", {}).get(name, {}).get(field)
-                if isinstance(value, float) and isinstance(other, float) and not (math.isnan(value) or math.isnan(other)):
+                if isinstance(value, float) and isinstance(other, float):  # a NaN score is written as null
                     largest[f"{name}.{field}"] = max(largest[f"{name}.{field}"], abs(value - other))
     click.echo(f"{len(cpu)} pairs, {len(differ)} verdicts differ: {differ[:10]}")
     for field, diff in sorted(largest.items(), key=lambda item: -item[1]):

@@ -53,7 +53,10 @@ def test_twins_are_the_targets_before_their_faults_and_change_nothing_else(tmp_p
     plain = planted.make_pairs(tmp_path / "plain", **kwargs)
     labels = planted.make_pairs(tmp_path / "twins", **kwargs, twins=True)
     assert [label for label in labels if label["kind"] != "twin"] == plain
-    read = lambda root, side, label_id: (root / side / f"{label_id}.png").read_bytes()  # noqa: E731
+
+    def read(root, side, label_id):
+        return (root / side / f"{label_id}.png").read_bytes()
+
     for label in plain:
         assert read(tmp_path / "plain", "hq", label["id"]) == read(tmp_path / "twins", "hq", label["id"])
     twins = [label for label in labels if label["kind"] == "twin"]
