@@ -267,12 +267,26 @@ def test_hallucination_finds_erased_content_under_weather_and_shows_where(scene,
     assert 40 / 320 <= (y + 0.5) / h <= 200 / 320 and 80 / 480 <= (x + 0.5) / w <= 260 / 480
 
 
+def test_hallucination_finds_content_erased_from_a_blurred_2x_source():
+    # At the analysis size this source's detail is coarser than the 1.5-px fit's window:
+    # measured against that fit alone, the erased patch read 0.03. The 3-px fit sees it.
+    clean = photos()[1][50:350, 150:450]
+    lq = blurred_noisy_jpeg(cv2.resize(clean, (150, 150), interpolation=cv2.INTER_AREA))
+    erased, (y, x, h, w) = planted.removed_content(clean, planted.Context(lq, clean, np.random.default_rng(0)), "clear")
+    honest = scores(Hallucination, lq, retoned(clean))
+    faulty = Hallucination().score(Batch(["p"], [lq], [erased]))
+    assert honest["removed"] < 0.02 and faulty.values["removed"][0] > 0.09
+    heatmap = faulty.heatmaps[0]
+    peak_y, peak_x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    assert y <= (peak_y + 0.5) / heatmap.shape[0] * 300 <= y + h and x <= (peak_x + 0.5) / heatmap.shape[1] * 300 <= x + w
+
+
 @pytest.mark.parametrize("group", ["mixed", "rain", "haze", "old_photo"])
 def test_hallucination_finds_a_faint_object_that_neither_one_sided_score_reaches(scene, group):
     lq = getattr(degrade, group)(scene)
     hq = scene.copy()
     face = cv2.resize(photos()[0][180:330, 160:360], (65, 50)).astype(np.float32)
-    hq[70:120, 60:125] = (0.6 * hq[70:120, 60:125] + 0.4 * face).astype(np.uint8)  # a ghost of a face on the cup
+    hq[30:80, 350:415] = (0.7 * hq[30:80, 350:415] + 0.3 * face).astype(np.uint8)  # a ghost of a face on the table
     honest = scores(Hallucination, lq, retoned(scene))
     faulty = Hallucination().score(Batch(["p"], [lq], [hq]))
     got = {name: values[0] for name, values in faulty.values.items()}
@@ -280,7 +294,7 @@ def test_hallucination_finds_a_faint_object_that_neither_one_sided_score_reaches
     assert fails(Hallucination, got) == ["replaced"], got
     y, x = np.unravel_index(np.argmax(faulty.heatmaps[0]), faulty.heatmaps[0].shape)
     h, w = faulty.heatmaps[0].shape
-    assert 70 / 320 <= (y + 0.5) / h <= 120 / 320 and 60 / 480 <= (x + 0.5) / w <= 125 / 480
+    assert 30 / 320 <= (y + 0.5) / h <= 80 / 320 and 350 / 480 <= (x + 0.5) / w <= 415 / 480
 
 
 # --- artifacts -------------------------------------------------------------------------
