@@ -60,6 +60,7 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
     by_case: dict[tuple, list[bool]] = defaultdict(list)
     paired: dict[tuple, list[bool]] = defaultdict(list)
     caught_by: dict[tuple, Counter] = defaultdict(Counter)
+    by_scale: dict[tuple, list[bool]] = defaultdict(list)  # honest acceptance and clear recall per HQ/LQ scale
     honest_failures: Counter = Counter()
     twin_failures: Counter = Counter()
     twin_accepted = {label["of"]: rows[label["id"]]["verdict"] == "accept" for label in labels if label["kind"] == "twin"}
@@ -68,6 +69,7 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
         rejected = row["verdict"] != "accept"
         if label["kind"] == "honest":
             by_case[("honest", label["what"])].append(not rejected)
+            by_scale[("honest", label.get("scale", 1))].append(not rejected)
             honest_failures.update(row.get("failed", []) or ["error"] if rejected else [])
         elif label["kind"] == "twin":
             by_case[("twin", label["group"])].append(not rejected)
@@ -76,10 +78,12 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
             key = (label["what"], label["strength"])
             by_case[key].append(rejected)
             caught_by[key].update({name.split(".")[0] for name in row.get("failed", [])})
+            if label["strength"] == "clear":
+                by_scale[(label["what"], label.get("scale", 1))].append(rejected)
             if twin_accepted.get(label["id"]):
                 paired[key].append(rejected)
     return {"cases": by_case, "paired": paired, "twins": twin_accepted, "caught_by": caught_by,
-            "honest_failures": honest_failures, "twin_failures": twin_failures}
+            "honest_failures": honest_failures, "twin_failures": twin_failures, "by_scale": by_scale}
 
 
 def share(hits: list[bool] | None) -> str:
@@ -114,7 +118,22 @@ def table(result: dict, title: str) -> str:
             cells += [share(paired.get((fault, strength))) for strength in strengths]
         by = caught_by.get((fault, "clear"), Counter()) + caught_by.get((fault, "subtle"), Counter())
         lines.append(f"| {fault} | {' | '.join(cells)} | {', '.join(name for name, _ in by.most_common(3))} |")
+    lines += scale_table(result["by_scale"])
     return "\n".join(lines) + "\n"
+
+
+def scale_table(by_scale: dict[tuple, list[bool]]) -> list[str]:
+    """Honest acceptance and clear recall for each HQ/LQ scale, where the pairs came at more than one."""
+    scales = sorted({scale for _, scale in by_scale})
+    if len(scales) < 2:
+        return []
+    lines = ["", "By HQ/LQ scale: honest pairs accepted, clear faults caught.", ""]
+    lines += ["| | " + " | ".join(f"{scale}x" for scale in scales) + " |", "| --- |" + " ---: |" * len(scales)]
+    for what in ("honest", *planted.FAULTS):
+        cells = [by_scale.get((what, scale)) for scale in scales]
+        if any(cells):
+            lines.append(f"| {what} | " + " | ".join(f"{sum(c)}/{len(c)}" if c else "-" for c in cells) + " |")
+    return lines
 
 
 @click.command()

@@ -83,3 +83,20 @@ def test_recall_where_the_twin_passed_leaves_out_faults_whose_twin_was_rejected(
     text = accuracy.table(result, "t")
     assert "clear, twin passed" in text and "Twins accepted: 2/3" in text
     assert "| snow | 1/1 | 2/3 |" in text and "Twins were rejected by: color.cast (1)" in text
+
+
+def test_a_table_by_scale_counts_honest_acceptance_and_clear_recall_at_each_scale():
+    labels = [
+        {"id": "h1", "kind": "honest", "what": "snow", "strength": None, "scale": 1},
+        {"id": "h2", "kind": "honest", "what": "snow", "strength": None, "scale": 2},
+        {"id": "f1", "kind": "fault", "what": "noise", "strength": "clear", "scale": 2},
+        {"id": "f2", "kind": "fault", "what": "noise", "strength": "clear", "scale": 2},
+        {"id": "f3", "kind": "fault", "what": "noise", "strength": "subtle", "scale": 1},
+    ]
+    verdicts = {"h1": "accept", "h2": "reject", "f1": "reject", "f2": "accept", "f3": "accept"}
+    result = accuracy.summarize(labels, {k: {"verdict": v, "failed": ["x.y"] if v == "reject" else []} for k, v in verdicts.items()})
+    text = accuracy.table(result, "t")
+    assert "| | 1x | 2x |" in text
+    assert "| honest | 1/1 | 0/1 |" in text and "| noise | - | 1/2 |" in text  # the subtle fault is not counted
+    one_scale = [label for label in labels if label["scale"] == 2]
+    assert "By HQ/LQ scale" not in accuracy.table(accuracy.summarize(one_scale, {k: {"verdict": verdicts[k]} for k in ("h2", "f1", "f2")}), "t")
