@@ -17,12 +17,14 @@ no-reference metrics alone do not rank degraded generated outputs reliably. The 
 recorded for review and for thresholds a user calibrates (``--config``). Both images are
 area-resized so the HQ's long side is at most ``analysis_side`` (512) first: PIQE of both
 then takes 30-40 ms per pair of a 1024 px HQ on one core of this project's machine, and
-on a CPU pairs run on the host's threads (~22 ms per pair on its two cores).
+on a CPU pairs run on the host's threads (~22 ms per pair on its two cores), each thread
+with its own metric instances; a learned metric keeps to one thread and one copy.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import cv2
@@ -48,7 +50,7 @@ PIQE_BLOCK = 16  # px: PIQE scores 16-px blocks; a smaller view has none
 
 class Iqa(Filter):
     name = "iqa"
-    version = "1"
+    version = "2"  # 1 could swap scores between pairs scored at once on a CPU's threads
     cost = 10.0
     gpu = "optional"
     fields = tuple(
@@ -89,18 +91,42 @@ class Iqa(Filter):
         return files
 
     def setup(self, device: torch.device) -> None:
+        paths = {metric: weight.found for metric, weight in self._weight_files().items()}
+        self.checkpoints = {metric: str(path) for metric, path in paths.items()}
+        self.device = device
+        self.per_thread = threading.local()
+        self.lock = threading.Lock()
+        self.spare = self.create_models()  # built now, so a metric that cannot load stops the run before any work
+
+    def create_models(self) -> dict:
         import pyiqa
 
-        paths = {metric: weight.found for metric, weight in self._weight_files().items()}
-        self.metrics = {}
+        models = {}
         for metric in self.enabled():
-            extra = {"pretrained_model_path": str(paths[metric])} if metric in paths else {}
-            self.metrics[metric] = pyiqa.create_metric(metric, device=device, **extra)
-        self.device = device
+            extra = {"pretrained_model_path": self.checkpoints[metric]} if metric in self.checkpoints else {}
+            models[metric] = pyiqa.create_metric(metric, device=self.device, **extra)
+        return models
+
+    def models(self) -> dict:
+        """The calling thread's own metric instances.
+
+        A pyiqa model keeps state per call (PIQE stores its last result on itself), so two
+        threads sharing one hand each other's scores. The first thread to ask takes the
+        instances built in setup; any other builds its own.
+        """
+        models = getattr(self.per_thread, "models", None)
+        if models is None:
+            with self.lock:
+                models, self.spare = self.spare, None
+            self.per_thread.models = models = models or self.create_models()
+        return models
 
     def score(self, batch):
-        # On a CPU, pairs on the host's threads: PIQE is many small ops, ~1.4x on two cores.
-        results = batch.map(self.measure, batch.lq, batch.hq, threaded=self.device.type == "cpu")
+        # Classical metrics on a CPU go on the host's threads (PIQE is many small ops, ~1.4x
+        # on two cores), each thread with its own instances. Learned ones stay on one thread:
+        # torch spreads a network over the cores itself, and one copy of its weights is enough.
+        classical = all(METRICS[metric][1] is None for metric in self.enabled())
+        results = batch.map(self.measure, batch.lq, batch.hq, threaded=self.device.type == "cpu" and classical)
         return {f.name: [result.get(f.name, math.nan) for result in results] for f in self.fields}
 
     def measure(self, lq: np.ndarray, hq: np.ndarray) -> dict[str, float]:
@@ -111,7 +137,7 @@ class Iqa(Filter):
             return {}  # too small to measure: every field NaN
         views = {"hq": _tensor(hq, size, self.device), "lq": _tensor(lq, size, self.device)}
         out = {}
-        for metric, model in self.metrics.items():
+        for metric, model in self.models().items():
             with torch.no_grad():
                 hq_score, lq_score = (float(model(views[side_name]).item()) for side_name in ("hq", "lq"))
             sign = -1.0 if METRICS[metric][0] == "lower" else 1.0
