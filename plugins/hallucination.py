@@ -134,13 +134,18 @@ class LocalStructure:
         return REGION * max(self.x.shape)
 
 
+def window_moments(x: np.ndarray, y: np.ndarray, sigma: float) -> tuple[np.ndarray, ...]:
+    """Means, variances and covariance of ``x`` and ``y`` in Gaussian windows of ``sigma``."""
+    mx, my = _blur(x, sigma), _blur(y, sigma)
+    vx = np.maximum(_blur(x * x, sigma) - mx * mx, 0)
+    vy = np.maximum(_blur(y * y, sigma) - my * my, 0)
+    return mx, my, vx, vy, _blur(x * y, sigma) - mx * my
+
+
 def local_structure(lq: np.ndarray, hq: np.ndarray, side: int) -> LocalStructure:
     small_lq, small_hq = small_pair(lq, hq, side, CONTENT_SHARE)
     x, y = _blur(luma(small_lq), 0.7), _blur(luma(small_hq), 0.7)
-    mx, my = _blur(x, WINDOW_SIGMA), _blur(y, WINDOW_SIGMA)
-    vx = np.maximum(_blur(x * x, WINDOW_SIGMA) - mx * mx, 0)
-    vy = np.maximum(_blur(y * y, WINDOW_SIGMA) - my * my, 0)
-    cov = _blur(x * y, WINDOW_SIGMA) - mx * my
+    mx, my, vx, vy, cov = window_moments(x, y, WINDOW_SIGMA)
     quarter = 0.25 * max(x.shape)
     gain2 = np.clip(_blur(vy, quarter) / np.maximum(_blur(vx, quarter), 1e-3), 0.25, 64.0)
     stabiliser = 0.1 * float(vy.mean()) + 4.0 * float(np.median(gain2)) * noise_sigma(x) ** 2 + 1.0
@@ -154,15 +159,13 @@ def added_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
     return _blur(added, s.region)
 
 
-def darker_residual(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+def darker_residual(x: np.ndarray, y: np.ndarray, mx: np.ndarray, my: np.ndarray, vy: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Twice the energy of the LQ detail, darker than predicted, that the HQ's local fit misses.
 
-    The fit is linear in Gaussian windows of ``sigma``; detail means what differs from the
-    window's mean, so a wider window also counts coarser structure.
+    The fit is linear in the windows the moments were taken in; detail means what differs
+    from the window's mean, so a wider window also counts coarser structure.
     """
-    mx, my = _blur(x, sigma), _blur(y, sigma)
-    vy = np.maximum(_blur(y * y, sigma) - my * my, 0)
-    slope = (_blur(x * y, sigma) - mx * my) / np.maximum(vy, 1e-3)
+    slope = cov / np.maximum(vy, 1e-3)
     residual = (x - mx) - slope * (y - my)
     return 2.0 * _blur(np.minimum(residual, 0) ** 2, WINDOW_SIGMA)
 
@@ -170,9 +173,12 @@ def darker_residual(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
 def removed_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
     """Region-averaged share of LQ structure the HQ lost, beyond bright particles and noise."""
     s = local_structure(lq, hq, side)
-    # Fine detail (the 1.5-px window) and the coarser structure a blurred source still holds
-    # (twice that), the latter over its typical excess on honest pairs.
-    darker = (darker_residual(s.x, s.y, WINDOW_SIGMA) + darker_residual(s.x, s.y, COARSE_SIGMA) / COARSE_EXCESS) / 2
+    # Fine detail (the 1.5-px windows of the local structure) and the coarser structure a
+    # blurred source still holds (windows twice that), the latter over its typical excess
+    # on honest pairs.
+    fine = darker_residual(s.x, s.y, s.mx, s.my, s.vy, s.cov)
+    mx, my, _, vy, cov = window_moments(s.x, s.y, COARSE_SIGMA)
+    darker = (fine + darker_residual(s.x, s.y, mx, my, vy, cov) / COARSE_EXCESS) / 2
     headroom = np.maximum(255.0 - s.mx, 8.0) ** 2  # room a bright particle has above its background
     particle_level = percentile(darker / headroom, PARTICLE_PERCENTILE)
     lost = np.maximum(darker - PARTICLE_ALLOWANCE * particle_level * headroom, 0) * s.gain2

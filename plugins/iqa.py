@@ -91,9 +91,12 @@ class Iqa(Filter):
         return files
 
     def setup(self, device: torch.device) -> None:
-        paths = {metric: weight.found for metric, weight in self._weight_files().items()}
-        self.checkpoints = {metric: str(path) for metric, path in paths.items()}
+        self.checkpoints = {metric: str(weight.found) for metric, weight in self._weight_files().items()}
         self.device = device
+        # Classical metrics on a CPU go on the host's threads (PIQE is many small ops, ~1.4x
+        # on two cores), each thread with its own instances. Learned ones stay on one thread:
+        # torch spreads a network over the cores itself, and one copy of its weights is enough.
+        self.threaded = device.type == "cpu" and all(METRICS[metric][1] is None for metric in self.enabled())
         self.per_thread = threading.local()
         self.lock = threading.Lock()
         self.spare = self.create_models()  # built now, so a metric that cannot load stops the run before any work
@@ -122,11 +125,7 @@ class Iqa(Filter):
         return models
 
     def score(self, batch):
-        # Classical metrics on a CPU go on the host's threads (PIQE is many small ops, ~1.4x
-        # on two cores), each thread with its own instances. Learned ones stay on one thread:
-        # torch spreads a network over the cores itself, and one copy of its weights is enough.
-        classical = all(METRICS[metric][1] is None for metric in self.enabled())
-        results = batch.map(self.measure, batch.lq, batch.hq, threaded=self.device.type == "cpu" and classical)
+        results = batch.map(self.measure, batch.lq, batch.hq, threaded=self.threaded)
         return {f.name: [result.get(f.name, math.nan) for result in results] for f in self.fields}
 
     def measure(self, lq: np.ndarray, hq: np.ndarray) -> dict[str, float]:

@@ -58,7 +58,8 @@ def test_twins_are_the_targets_before_their_faults_and_change_nothing_else(tmp_p
         return (root / side / f"{label_id}.png").read_bytes()
 
     for label in plain:
-        assert read(tmp_path / "plain", "hq", label["id"]) == read(tmp_path / "twins", "hq", label["id"])
+        for side in ("lq", "hq"):
+            assert read(tmp_path / "plain", side, label["id"]) == read(tmp_path / "twins", side, label["id"])
     twins = [label for label in labels if label["kind"] == "twin"]
     assert len(twins) == sum(label["kind"] == "fault" for label in plain)
     for twin in twins:
