@@ -8,6 +8,9 @@
 #            no more generation; DEVICES (default "cpu", e.g. "cuda cpu");
 #   PROCESSES the --processes values to time (default "1", e.g. "1 4 16")
 #   PLUGINS  the --plugins values to time (default "ssim all,-clip,-iqa all,-clip")
+#   CLIP_RANDOM=1  where no CLIP weights can be fetched: a ViT-B-32 with random weights is
+#            saved where the clip filter looks ($GGTQC_CACHE, in the scratch folder), so
+#            "all" can be timed; speed only, its clip scores mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -42,6 +45,11 @@ for i in range(count):
         os.link(root / "hq" / f"{i:05d}.png", root / "hq" / f"{i:05d}-{copy}.png")
 PY
 n=$((n * copies))
+if [ "${CLIP_RANDOM:-0}" = 1 ]; then
+    export GGTQC_CACHE="$scratch/cache"
+    "$python" -c "import sys, torch, open_clip; torch.save(open_clip.create_model('ViT-B-32').state_dict(), sys.argv[1])" \
+        "$(mkdir -p "$GGTQC_CACHE/clip" && echo "$GGTQC_CACHE/clip/ViT-B-32-laion2b_s34b_b79k.bin")"
+fi
 echo "$n pairs, $(nproc) cores; wall: the command, start-up included; run: the scoring loop (summary.json)"
 for device in ${DEVICES:-cpu}; do
     for processes in ${PROCESSES:-1}; do

@@ -10,6 +10,9 @@
 #            (e.g. "1 4 16"; filter_e2e.sh, E2E_N pairs, default 512, each linked in
 #            E2E_COPIES times, default 1); off when unset
 #   E2E_DEVICES    the --device values for that (default cpu)
+#   E2E_PLUGINS    the --plugins values for that (default "ssim all,-clip,-iqa"); with "all",
+#            CLIP_RANDOM=1 times clip on random weights where none can be fetched
+#   PARITY   1 also runs device_parity.py (cpu and cuda verdicts on planted pairs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -25,12 +28,15 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 lscpu | grep -E "^(Model name|CPU\(s\)):" | tee -a "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
-"$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
+"$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py tests/test_semantic_filters.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
 if [ "${KERNEL_BENCH:-1}" != 0 ]; then
-    "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip" -p no:cacheprovider \
+    "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip or iqa" -p no:cacheprovider \
         --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
 fi
 if [ -n "${E2E_PROCESSES:-}" ]; then
-    PYTHON="$python" N=${E2E_N:-512} COPIES=${E2E_COPIES:-1} DEVICES="${E2E_DEVICES:-cpu}" PROCESSES="$E2E_PROCESSES" PLUGINS="ssim all,-clip,-iqa" \
+    PYTHON="$python" N=${E2E_N:-512} COPIES=${E2E_COPIES:-1} DEVICES="${E2E_DEVICES:-cpu}" PROCESSES="$E2E_PROCESSES" PLUGINS="${E2E_PLUGINS:-ssim all,-clip,-iqa}" \
         bash benchmarks/filter_e2e.sh 2>&1 | tee "$out/e2e.txt"
+fi
+if [ "${PARITY:-0}" = 1 ]; then
+    "$python" benchmarks/device_parity.py --per-photo 2 --out "$(mktemp -d)" 2>&1 | tee "$out/parity.txt"
 fi

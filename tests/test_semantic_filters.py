@@ -86,6 +86,21 @@ def test_clip_batched_equals_single_and_reuses_the_batch_cache(tiny_clip, monkey
     assert f.score(batch) == together and calls == []  # embeddings came from the cache
 
 
+def test_clip_preprocesses_on_the_hosts_threads_with_the_same_scores(tiny_clip):
+    settings, _ = tiny_clip
+    f = loaded(settings, batch_size=7)  # chunks that split pairs' views
+    pairs = [(photos()[k][:200, :260], cv2.resize(photos()[(k + 1) % 4], (520, 400))) for k in range(3)]
+    ids, lq, hq = ["a", "b", "c"], [p[0] for p in pairs], [p[1] for p in pairs]
+    alone = f.score(Batch(ids, lq, hq))
+    preprocess, threads = f.preprocess, set()
+    f.preprocess = lambda image: threads.add(threading.current_thread().name) or preprocess(image)
+    with ThreadPoolExecutor(3, thread_name_prefix="host") as executor:
+        threaded = f.score(Batch(ids, lq, hq, executor=executor))
+    assert threads and all(name.startswith("host") for name in threads)
+    np.testing.assert_allclose(threaded["similarity"], alone["similarity"], atol=1e-6)
+    np.testing.assert_allclose(threaded["worst_crop"], alone["worst_crop"], atol=1e-6)
+
+
 def test_clip_weights_are_found_in_the_ggtqc_cache(tiny_clip, tmp_path, monkeypatch):
     settings, _ = tiny_clip
     monkeypatch.setenv("GGTQC_CACHE", str(tmp_path))
@@ -179,6 +194,44 @@ def test_iqa_scores_the_same_on_the_hosts_threads():
             assert threaded["piqe_hq"] == alone["piqe_hq"] and threaded["piqe_gain"] == alone["piqe_gain"]
     assert threads and all(name.startswith("host") for name in threads)  # the pairs ran on the host's threads
     assert len(set(alone["piqe_hq"])) == len(hq)  # every pair its own score
+
+
+def test_iqa_stacks_pairs_of_one_size_and_scores_them_as_one_by_one():
+    # Off the CPU's threads (a GPU, a learned metric) pairs whose views share a size go
+    # through each model as one stack; every pair must keep its own scores.
+    f = Iqa()
+    f.setup(torch.device("cpu"))
+    rng = np.random.default_rng(2)
+    hq = [cv2.resize(p[k * 30 :], size, interpolation=cv2.INTER_AREA) for k in range(2) for p in photos()[:3] for size in [(160, 128), (96, 144)]]
+    hq.insert(3, cv2.resize(hq[0], (600, 12), interpolation=cv2.INTER_AREA))  # a sliver: not measured
+    lq = [np.clip(h + rng.normal(0, 15, h.shape), 0, 255).astype(np.uint8) for h in hq]
+    ids = [str(i) for i in range(len(hq))]
+    one_by_one = f.score(Batch(ids, lq, hq))
+    model, calls = f.models()["piqe"], []
+    f.per_thread.models = {"piqe": lambda x: calls.append(len(x)) or model(x)}
+    f.threaded = False
+    stacked = f.score(Batch(ids, lq, hq))
+    assert sorted(calls) == [6, 6, 6, 6]  # each size's six pairs in one call per side
+    np.testing.assert_allclose(stacked["piqe_hq"], one_by_one["piqe_hq"], rtol=1e-6)
+    np.testing.assert_allclose(stacked["piqe_gain"], one_by_one["piqe_gain"], rtol=1e-5)
+    assert np.isnan(stacked["piqe_hq"][3]) and np.isfinite(np.delete(stacked["piqe_hq"], 3)).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_iqa_piqe_on_a_gpu_scores_as_float64_on_the_cpu():
+    # float32 PIQE on an H200 differed from the CPU's by 1-2 points on clean photos
+    import pyiqa
+
+    rng = np.random.default_rng(3)
+    hq = [cv2.resize(p, (512, 384), interpolation=cv2.INTER_AREA) for p in photos()[:4]]
+    lq = [np.clip(h + rng.normal(0, 10, h.shape), 0, 255).astype(np.uint8) for h in hq]
+    f = Iqa()
+    f.setup(torch.device("cuda"))
+    out = f.score(Batch(list("abcd"), lq, hq, torch.device("cuda")))
+    reference = pyiqa.create_metric("piqe", device="cpu")
+    for i, image in enumerate(hq):
+        expected = reference(torch.from_numpy(image).permute(2, 0, 1)[None].double() / 255).item()
+        assert out["piqe_hq"][i] == pytest.approx(expected, abs=1e-3)
 
 
 def test_iqa_does_not_measure_a_view_smaller_than_a_piqe_block():
