@@ -53,7 +53,7 @@ STACK = 32  # views per model call at most: 32 x 3 x 512 x 512 float32 is 100 MB
 
 class Iqa(Filter):
     name = "iqa"
-    version = "2"  # 1 could swap scores between pairs scored at once on a CPU's threads
+    version = "3"  # 1 could swap scores between threads; 2 scored PIQE in float32 on a GPU
     cost = 10.0
     gpu = "optional"
     fields = tuple(
