@@ -17,7 +17,7 @@ no-reference metrics alone do not rank degraded generated outputs reliably. The 
 recorded for review and for thresholds a user calibrates (``--config``). Both images are
 area-resized so the HQ's long side is at most ``analysis_side`` (512) first: PIQE of both
 then takes 30-40 ms per pair of a 1024 px HQ on one core of this project's machine, and
-on a CPU pairs run on the host's threads (~23 ms per pair on its two cores), each thread
+on a CPU pairs run on the host's threads (~24 ms per pair on its two cores), each thread
 with its own metric instances. On a GPU, or with a learned metric, the views of one size go
 through each model stacked, on one thread with one copy (6 ms per pair on an H200).
 """
