@@ -202,7 +202,8 @@ def test_iqa_stacks_pairs_of_one_size_and_scores_them_as_one_by_one():
     f = Iqa()
     f.setup(torch.device("cpu"))
     rng = np.random.default_rng(2)
-    hq = [cv2.resize(p[k * 30 :], size, interpolation=cv2.INTER_AREA) for k in range(2) for p in photos()[:3] for size in [(160, 128), (96, 144)]]
+    sizes = [(160, 128), (96, 144)]
+    hq = [cv2.resize(p[k * 30 :], size, interpolation=cv2.INTER_AREA) for k in range(2) for p in photos()[:3] for size in sizes]
     hq.insert(3, cv2.resize(hq[0], (600, 12), interpolation=cv2.INTER_AREA))  # a sliver: not measured
     lq = [np.clip(h + rng.normal(0, 15, h.shape), 0, 255).astype(np.uint8) for h in hq]
     ids = [str(i) for i in range(len(hq))]
