@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -140,35 +141,38 @@ class Iqa(Filter):
         if self.threaded:  # one pair per call, on the host's threads
             results = batch.map(lambda lq, hq: self.measure([lq], [hq])[0], batch.lq, batch.hq)
         else:  # a learned metric or a GPU: the pairs of one size go through each model together
-            results = self.measure(batch.lq, batch.hq)
+            results = self.measure(batch.lq, batch.hq, batch.map)
         return {f.name: [result.get(f.name, math.nan) for result in results] for f in self.fields}
 
-    def measure(self, lqs: list[np.ndarray], hqs: list[np.ndarray]) -> list[dict[str, float]]:
-        """The enabled metrics' fields for each pair; pairs whose views share a size are stacked."""
+    def measure(self, lqs: list[np.ndarray], hqs: list[np.ndarray], map_: Callable = map) -> list[dict[str, float]]:
+        """The enabled metrics' fields for each pair; pairs whose views share a size are stacked.
+
+        ``map_`` runs the resizing (the host's threads, from ``Batch.map``), so a GPU's
+        stacked call does not wait on one CPU thread resizing every view.
+        """
         side = int(self.settings["analysis_side"])
         by_size = defaultdict(list)
         for i, hq in enumerate(hqs):
             size = common_size(hq, side)
             if min(size) >= PIQE_BLOCK:  # a smaller view is not measured: every field NaN
                 by_size[size].append(i)
+        stacks = [
+            (size, members[at : at + STACK]) for size, members in by_size.items() for at in range(0, len(members), STACK)
+        ]
         results = [{} for _ in hqs]
         models = self.models()
-        for size, members in by_size.items():
-            for start in range(0, len(members), STACK):
-                chunk = members[start : start + STACK]
-                views = {
-                    "hq": torch.stack([_tensor(hqs[i], size) for i in chunk]).to(self.device),
-                    "lq": torch.stack([_tensor(lqs[i], size) for i in chunk]).to(self.device),
-                }
-                for metric, model in models.items():
-                    with torch.no_grad():
-                        hq_scores, lq_scores = (
-                            model(views[name].to(self.dtypes[metric])).flatten().tolist() for name in ("hq", "lq")
-                        )
-                    sign = -1.0 if METRICS[metric][0] == "lower" else 1.0
-                    for i, hq_score, lq_score in zip(chunk, hq_scores, lq_scores):
-                        results[i][f"{metric}_hq"] = hq_score
-                        results[i][f"{metric}_gain"] = sign * (hq_score - lq_score)
+        for size, chunk in stacks:
+            views = {
+                name: torch.stack(list(map_(_tensor, [images[i] for i in chunk], [size] * len(chunk)))).to(self.device)
+                for name, images in (("hq", hqs), ("lq", lqs))
+            }
+            for metric, model in models.items():
+                with torch.no_grad():
+                    hq_scores, lq_scores = (model(views[name].to(self.dtypes[metric])).flatten().tolist() for name in ("hq", "lq"))
+                sign = -1.0 if METRICS[metric][0] == "lower" else 1.0
+                for i, hq_score, lq_score in zip(chunk, hq_scores, lq_scores):
+                    results[i][f"{metric}_hq"] = hq_score
+                    results[i][f"{metric}_gain"] = sign * (hq_score - lq_score)
         return results
 
 

@@ -15,6 +15,7 @@ from ggtqc.batch import Batch
 from ggtqc.config import ConfigError
 from ggtqc.host import Entry, PluginError
 from ggtqc.plugins.clip import Clip
+from ggtqc.plugins import iqa as iqa_module
 from ggtqc.plugins.iqa import Iqa
 from ggtqc.runner import Stage, check_ready
 
@@ -196,7 +197,7 @@ def test_iqa_scores_the_same_on_the_hosts_threads():
     assert len(set(alone["piqe_hq"])) == len(hq)  # every pair its own score
 
 
-def test_iqa_stacks_pairs_of_one_size_and_scores_them_as_one_by_one():
+def test_iqa_stacks_pairs_of_one_size_and_scores_them_as_one_by_one(monkeypatch):
     # Off the CPU's threads (a GPU, a learned metric) pairs whose views share a size go
     # through each model as one stack; every pair must keep its own scores.
     f = Iqa()
@@ -211,8 +212,12 @@ def test_iqa_stacks_pairs_of_one_size_and_scores_them_as_one_by_one():
     model, calls = f.models()["piqe"], []
     f.per_thread.models = {"piqe": lambda x: calls.append(len(x)) or model(x)}
     f.threaded = False
-    stacked = f.score(Batch(ids, lq, hq))
+    resize, threads = iqa_module._tensor, set()
+    monkeypatch.setattr(iqa_module, "_tensor", lambda *view: threads.add(threading.current_thread().name) or resize(*view))
+    with ThreadPoolExecutor(3, thread_name_prefix="host") as executor:
+        stacked = f.score(Batch(ids, lq, hq, executor=executor))
     assert sorted(calls) == [6, 6, 6, 6]  # each size's six pairs in one call per side
+    assert threads and all(name.startswith("host") for name in threads)  # the views were resized on the host's threads
     np.testing.assert_allclose(stacked["piqe_hq"], one_by_one["piqe_hq"], rtol=1e-6)
     np.testing.assert_allclose(stacked["piqe_gain"], one_by_one["piqe_gain"], rtol=1e-5)
     assert np.isnan(stacked["piqe_hq"][3]) and np.isfinite(np.delete(stacked["piqe_hq"], 3)).all()
