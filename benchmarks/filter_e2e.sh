@@ -47,8 +47,9 @@ PY
 n=$((n * copies))
 if [ "${CLIP_RANDOM:-0}" = 1 ]; then
     export GGTQC_CACHE="$scratch/cache"
+    mkdir -p "$GGTQC_CACHE/clip"
     "$python" -c "import sys, torch, open_clip; torch.save(open_clip.create_model('ViT-B-32').state_dict(), sys.argv[1])" \
-        "$(mkdir -p "$GGTQC_CACHE/clip" && echo "$GGTQC_CACHE/clip/ViT-B-32-laion2b_s34b_b79k.bin")"
+        "$GGTQC_CACHE/clip/ViT-B-32-laion2b_s34b_b79k.bin"
 fi
 echo "$n pairs, $(nproc) cores; wall: the command, start-up included; run: the scoring loop (summary.json)"
 for device in ${DEVICES:-cpu}; do
