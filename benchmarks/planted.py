@@ -281,7 +281,12 @@ def hallucinated_text(hq, ctx, strength):
 
 
 def removed_content(hq, ctx, strength):
-    y, x, h, w = _region(hq.shape, 0.10 if strength == "clear" else 0.04, ctx.rng, image=hq)
+    # Erase the most detailed spot at the LQ's scale, on the clean target: content the source
+    # can show. At HQ pixels, a 2x or 4x target's most detailed spot is often detail its LQ
+    # never held, and losing that is not a clear removal.
+    scale = hq.shape[0] / ctx.lq.shape[0]
+    at_lq_scale = cv2.resize(hq, (ctx.lq.shape[1], ctx.lq.shape[0]), interpolation=cv2.INTER_AREA)
+    y, x, h, w = (round(v * scale) for v in _region(at_lq_scale.shape, 0.10 if strength == "clear" else 0.04, ctx.rng, image=at_lq_scale))
     mask = np.zeros(hq.shape[:2], np.uint8)
     cv2.ellipse(mask, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, 255, -1)
     return cv2.inpaint(hq, mask, 5, cv2.INPAINT_TELEA), (y, x, h, w)
