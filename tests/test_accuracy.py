@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import accuracy  # noqa: E402
 import planted  # noqa: E402
 
-TARGET = 0.95  # the clear-strength target
+TARGET = 0.95  # honest acceptance and clear-strength recall (README: Detection accuracy)
 # Faults whose pooled clear recall (benchmarks/results/accuracy.md, three seeds) sits at or
 # just under the target: on 8 pairs they are held to a floor that one or two misses pass, so
 # the test guards against regressions there without claiming the target is met.
@@ -54,7 +54,8 @@ def test_honest_pairs_are_accepted(result):
 @pytest.mark.parametrize("fault", planted.FAULTS)
 def test_clear_faults_are_caught(result, fault):
     assert len(result["cases"][(fault, "clear")]) == 8
-    assert recall(result, fault) >= (GAP_FLOOR if fault in KNOWN_GAPS else TARGET), result["caught_by"][(fault, "clear")]
+    floor = GAP_FLOOR if fault in KNOWN_GAPS else TARGET
+    assert recall(result, fault) >= floor, (KNOWN_GAPS.get(fault, ""), result["caught_by"][(fault, "clear")])
 
 
 def test_faults_borrow_from_another_photo_never_the_same(tmp_path):
