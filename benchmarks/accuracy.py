@@ -200,7 +200,7 @@ def main(split: str, per_photo: int, seeds: str, plugins: str, scales: str, degr
     seed_list = whole_numbers(seeds, "--seeds", "0,1,2", least=0)
     splits = ["calibration", "heldout"] if split == "both" else [split]
     command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seeds {seeds} --scales {scales} --degradations {degradations}"
-    command += "" if twins else " --no-twins"
+    command += ("" if twins else " --no-twins") + ("" if split == "both" else f" --split {split}")
     parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]
     for name in splits:
         photos = ", ".join(planted.SPLITS[name])
