@@ -1,4 +1,4 @@
-"""``color``: did the target keep its source's colours and contrast? CIELAB hue and cast, luma contrast.
+"""``color``: did the target keep its source's colours and contrast? CIELAB hue, cast and saturation, luma contrast.
 
 Both images are area-pooled to a common size (LQ long side ``analysis_side``, 64 px, and at
 most half the LQ's): casts and hue shifts are global, and pooling removes noise and detail.
@@ -36,6 +36,15 @@ hue of noise on a grey photo is random.
   restorations (three seeds, twins included: 6,196 measured), 99% read below 4.9 and 14
   above the limit, 6.5 (~2.8 JNDs), 13 of them haze restorations; the highest read 9.4.
 - ``lq_free_chroma``: recorded.
+- ``saturation``: how much of the LQ's colour the HQ keeps: RMS chroma of the HQ over the
+  tone-matched LQ's, over the LQ's lit pixels that show colour above the noise floor
+  (weighted by how far above). The hue and cast need colour on both sides, so a target
+  that drops the colour altogether (a grey or washed-out output) passes them; this catches
+  it. Measured where that colour averages at least 1 CIELAB unit over the frame (not on a
+  dark source whose tone curve stretches grain into chroma). Honest restorations of the
+  benchmark keep 0.63 to 1.6 of it (lowest behind haze, whose curve over-saturates the
+  tone-matched LQ; highest behind snow and haze, whose veil the target removes); a grey
+  target keeps under 0.01 and one with half the chroma about 0.5. The limit is 0.5.
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
@@ -63,11 +72,12 @@ MIN_CONTRAST = 2.0  # grey levels: a flatter source has no contrast to keep
 NOISE_FLOOR = 2.0  # a pixel's hue counts by its chroma above this many chroma-noise sigmas
 MIN_FREE_CHROMA = 1.5  # below min_free_chroma, colour is still judged if this much and
 CLEAN_CHROMA_SNR = 6.0  # this many times its noise: faint but clean, as behind haze
+MIN_COLOUR = 1.0  # mean LQ chroma above the noise floor, lit pixels weighted, to judge saturation
 
 
 class Color(PairFilter):
     name = "color"
-    version = "5"
+    version = "6"
     threadsafe = True
     cost = 1.5
     fields = (
@@ -75,6 +85,7 @@ class Color(PairFilter):
         Field("cast", "lower", 6.5, "mean a*b* residual after the best saturation scale"),
         Field("lq_free_chroma", "higher", None, "LQ chroma not explained by its tone or noise (recorded only)"),
         Field("contrast", "higher", 0.5, "HQ large-scale luma contrast over the LQ's"),
+        Field("saturation", "higher", 0.5, "HQ chroma over the LQ's where the LQ shows colour"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
 
@@ -164,7 +175,21 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     r = reliable[:, None]
     scale = max(0.0, float((r * ab_lq * ab_hq).sum() / max((r * ab_lq**2).sum(), 1e-9)))
     cast = float(np.hypot(*((r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum())))
-    return {"hue_shift_deg": hue_shift, "cast": cast, "lq_free_chroma": free, "contrast": contrast}
+    return {"hue_shift_deg": hue_shift, "cast": cast, "lq_free_chroma": free, "contrast": contrast,
+            "saturation": saturation_kept(ab_lq, ab_hq, noise, reliable)}  # fmt: skip
+
+
+def saturation_kept(ab_lq: np.ndarray, ab_hq: np.ndarray, noise: float, reliable: np.ndarray) -> float:
+    """RMS chroma of the HQ over the LQ's, weighted by the LQ's colour above the noise floor.
+
+    The hue weights need colour on both sides; these need it on the LQ's only, so a target
+    that drops the colour is seen. NaN where the LQ shows too little colour to lose.
+    """
+    chroma_lq = np.hypot(*ab_lq.T)
+    weight = np.maximum(chroma_lq - NOISE_FLOOR * noise, 0) * reliable
+    if weight.mean() < MIN_COLOUR:
+        return math.nan
+    return math.sqrt(float((weight * (ab_hq**2).sum(axis=1)).sum() / (weight * chroma_lq**2).sum()))
 
 
 @hookimpl

@@ -168,8 +168,8 @@ def test_color_judges_faint_but_clean_colour_behind_haze():
 def test_color_skips_a_sepia_source(scene, factor):
     small = cv2.resize(scene, (480 // factor, 320 // factor), interpolation=cv2.INTER_AREA)
     got = scores(Color, degrade.old_photo(small), scene)
-    assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and got["lq_free_chroma"] < 4
-    assert got["contrast"] > 0.9 and fails(Color, got) == [], got  # its tone is still compared
+    assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and math.isnan(got["saturation"])
+    assert got["lq_free_chroma"] < 4 and got["contrast"] > 0.9 and fails(Color, got) == [], got  # its tone is still compared
 
 
 @pytest.mark.parametrize("group", ["mixed", "haze", "rain", "snow", "old_photo"])  # not low light: below
@@ -198,6 +198,24 @@ def test_color_measures_a_cast(scene):
 
     got = scores(Color, degrade.haze(scene), in_lab(scene, cast))
     assert 6.5 < got["cast"] < 20 and "cast" in fails(Color, got)  # measured short: part reads as saturation
+
+
+def desaturated(keep):
+    def change(lab):
+        lab[..., 1:] *= keep
+
+    return change
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "low_light", "rain", "snow"])
+def test_color_flags_a_target_that_drops_the_colour(scene, group):
+    lq = getattr(degrade, group)(scene)
+    grey = np.repeat(cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    for target in (grey, in_lab(scene, desaturated(0.35))):
+        got = scores(Color, lq, target)
+        assert got["saturation"] < 0.45 and fails(Color, got) == ["saturation"], got
+    kept = scores(Color, lq, retoned(scene))["saturation"]  # an honest target keeps it, or raises it behind a veil
+    assert 0.8 < kept < (2.5 if group in ("haze", "snow") else 1.25)
 
 
 # --- hallucination ---------------------------------------------------------------------
