@@ -42,9 +42,9 @@ hue of noise on a grey photo is random.
   that drops the colour altogether (a grey or washed-out output) passes them; this catches
   it. Measured where that colour averages at least 1 CIELAB unit over the frame (not on a
   dark source whose tone curve stretches grain into chroma). Honest restorations of the
-  benchmark keep 0.63 to 1.6 of it (lowest behind haze, whose curve over-saturates the
-  tone-matched LQ; highest behind snow and haze, whose veil the target removes); a grey
-  target keeps under 0.01 and one with half the chroma about 0.5. The limit is 0.5.
+  benchmark keep 0.63 to 1.6 of it (both extremes behind haze and snow, whose veils the
+  target removes); a grey target keeps under 0.01 and one with half the chroma about 0.5.
+  The limit is 0.5.
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
