@@ -166,7 +166,8 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     ab_hq = lab(small_hq)[:, 1:]
     noise = max(chroma_noise(matched, small_lq.shape))
     reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
-    chroma = np.minimum(np.hypot(*ab_lq.T), np.hypot(*ab_hq.T))
+    chroma_lq, chroma_hq = np.hypot(*ab_lq.T), np.hypot(*ab_hq.T)
+    chroma = np.minimum(chroma_lq, chroma_hq)
     weight = np.maximum(chroma - NOISE_FLOOR * noise, 0) * reliable
     hue_shift = math.nan  # no pixel with colour above the noise: hue is not measured
     if weight.sum() > 0:
@@ -176,20 +177,19 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     scale = max(0.0, float((r * ab_lq * ab_hq).sum() / max((r * ab_lq**2).sum(), 1e-9)))
     cast = float(np.hypot(*((r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum())))
     return {"hue_shift_deg": hue_shift, "cast": cast, "lq_free_chroma": free, "contrast": contrast,
-            "saturation": saturation_kept(ab_lq, ab_hq, noise, reliable)}  # fmt: skip
+            "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable)}  # fmt: skip
 
 
-def saturation_kept(ab_lq: np.ndarray, ab_hq: np.ndarray, noise: float, reliable: np.ndarray) -> float:
+def saturation_kept(chroma_lq: np.ndarray, chroma_hq: np.ndarray, noise: float, reliable: np.ndarray) -> float:
     """RMS chroma of the HQ over the LQ's, weighted by the LQ's colour above the noise floor.
 
     The hue weights need colour on both sides; these need it on the LQ's only, so a target
     that drops the colour is seen. NaN where the LQ shows too little colour to lose.
     """
-    chroma_lq = np.hypot(*ab_lq.T)
     weight = np.maximum(chroma_lq - NOISE_FLOOR * noise, 0) * reliable
     if weight.mean() < MIN_COLOUR:
         return math.nan
-    return math.sqrt(float((weight * (ab_hq**2).sum(axis=1)).sum() / (weight * chroma_lq**2).sum()))
+    return math.sqrt(float((weight * chroma_hq**2).sum() / (weight * chroma_lq**2).sum()))
 
 
 @hookimpl

@@ -51,8 +51,9 @@ Each map is averaged over regions of ~5% of the frame; the scores are the worst 
 - ``replaced``: 1 where both maps sit at their defaults in the same region. On the
   benchmark, 99% of the honest restorations that pass the two one-sided scores stay below
   0.5 and the highest reach 0.76 (snow, then haze, comes closest: flakes hide structure
-  that the HQ then shows, and their residue reads as lost); the default is 0.7. It catches faint
-  pasted objects, text over detail and fills that neither one-sided score reaches alone.
+  that the HQ then shows, and their residue reads as lost); the default is 0.7. It catches
+  faint pasted objects, text over detail and fills that neither one-sided score reaches
+  alone.
 
 The heatmap is the largest of the three maps, each divided by twice its default threshold:
 0.5 marks the default, 1 twice it.
