@@ -13,11 +13,11 @@ import accuracy  # noqa: E402
 import planted  # noqa: E402
 
 TARGET = 0.95  # honest acceptance and clear-strength recall (README: Detection accuracy)
-# Faults whose pooled clear recall (benchmarks/results/accuracy.md, three seeds) sits at or
-# just under the target: on 8 pairs they are held to a floor that one or two misses pass, so
-# the test guards against regressions there without claiming the target is met.
+# Faults whose pooled clear recall (benchmarks/results/accuracy.md, three seeds) is within a
+# few pairs of the target (0.95 to 0.98): on 8 pairs one miss is chance, so they are held to a
+# floor that one or two misses pass, and the pooled benchmark measures the target.
 KNOWN_GAPS = {
-    "removed_content": "content removed under heavy snow reads as removed snow (README: known gaps)",
+    "removed_content": "content removed under heavy snow or in the dark is partly missed (README: known gaps)",
     "color_shift": "a cast along the photo's dominant hue reads partly as saturation (README: known gaps)",
 }
 GAP_FLOOR = 0.75

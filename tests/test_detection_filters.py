@@ -18,6 +18,7 @@ from ggtqc.pairs import Pair
 from ggtqc.plugins.artifacts import Artifacts
 from ggtqc.plugins.color import Color
 from ggtqc.plugins.geometry import Geometry
+from ggtqc.plugins.hallucination import DEFAULTS as HALLUCINATION_DEFAULTS
 from ggtqc.plugins.hallucination import Hallucination
 from ggtqc.runner import Stage, score_batch
 
@@ -278,11 +279,23 @@ def test_hallucination_finds_erased_content_under_weather_and_shows_where(scene,
     erased = cv2.inpaint(scene, mask, 5, cv2.INPAINT_TELEA)
     honest = Hallucination().score(Batch(["p"], [lq], [retoned(scene)]))
     faulty = Hallucination().score(Batch(["p"], [lq], [erased]))
-    assert honest.values["removed"][0] < 0.06 < faulty.values["removed"][0]
+    assert honest.values["removed"][0] < HALLUCINATION_DEFAULTS["removed"] < faulty.values["removed"][0]
     heatmap = faulty.heatmaps[0]
     y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
     h, w = heatmap.shape
     assert 40 / 320 <= (y + 0.5) / h <= 200 / 320 and 80 / 480 <= (x + 0.5) / w <= 260 / 480
+
+
+@pytest.mark.parametrize("photo, seed", [(2, 3), (3, 2)])
+def test_hallucination_reads_snow_flakes_over_detail_as_weather(photo, seed):
+    # Each flake raised its neighbourhood's mean, so the fur or the lattice around it read as
+    # darker than the fit, as if lost: the rocket's honest pair scored 0.08 and the cat's
+    # erasure 0.03. The LQ's bright specks that the HQ lacks are now set aside first.
+    clean = cv2.resize(photos()[photo], (480, 320), interpolation=cv2.INTER_AREA)
+    lq = planted.snow(cv2.resize(clean, (240, 160), interpolation=cv2.INTER_AREA), np.random.default_rng(seed))
+    erased, _ = planted.removed_content(clean, planted.Context(lq, clean, np.random.default_rng(seed)), "clear")
+    assert fails(Hallucination, scores(Hallucination, lq, retoned(clean))) == []
+    assert "removed" in fails(Hallucination, scores(Hallucination, lq, erased))
 
 
 def test_hallucination_finds_content_erased_from_a_blurred_2x_source():
@@ -300,7 +313,7 @@ def test_hallucination_finds_content_erased_from_a_blurred_2x_source():
 
 
 @pytest.mark.parametrize("group", ["mixed", "rain", "haze", "old_photo"])
-def test_hallucination_finds_a_faint_object_that_neither_one_sided_score_reaches(scene, group):
+def test_hallucination_finds_a_faint_object_that_added_alone_does_not_reach(scene, group):
     lq = getattr(degrade, group)(scene)
     hq = scene.copy()
     face = cv2.resize(photos()[0][180:330, 160:360], (65, 50)).astype(np.float32)
@@ -308,8 +321,8 @@ def test_hallucination_finds_a_faint_object_that_neither_one_sided_score_reaches
     honest = scores(Hallucination, lq, retoned(scene))
     faulty = Hallucination().score(Batch(["p"], [lq], [hq]))
     got = {name: values[0] for name, values in faulty.values.items()}
-    assert honest["replaced"] < 0.7 < got["replaced"]
-    assert fails(Hallucination, got) == ["replaced"], got
+    assert honest["replaced"] < 0.7 < got["replaced"] and got["added"] < HALLUCINATION_DEFAULTS["added"], got
+    assert "replaced" in fails(Hallucination, got)  # "removed" reaches it too in some groups (0.045 mixed), not in others (0.029 haze)
     y, x = np.unravel_index(np.argmax(faulty.heatmaps[0]), faulty.heatmaps[0].shape)
     h, w = faulty.heatmaps[0].shape
     assert 30 / 320 <= (y + 0.5) / h <= 80 / 320 and 350 / 480 <= (x + 0.5) / w <= 415 / 480
