@@ -9,7 +9,9 @@ the host's ``--workers`` threads give it; 1 runs it on the calling thread.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +19,11 @@ import torch
 from PIL import Image
 from skimage import data
 
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import synchronised  # noqa: E402
+
 BATCH = 32
-CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def clip_filter(tmp_path_factory):
     checkpoint = tmp_path_factory.mktemp("clip") / "vit-b-32-random.pt"
     torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
     f = Clip(checkpoint=str(checkpoint))
-    f.setup(torch.device("cuda" if CUDA else "cpu"))
+    f.setup(torch.device(DEVICE))
     return f
 
 
@@ -50,12 +55,7 @@ def test_clip_embedding_throughput(benchmark, clip_filter, images, threads):
     benchmark.group = "clip ViT-B-32 embedding"
     with ThreadPoolExecutor(threads) as executor:
 
-        def embed():
-            out = clip_filter.embed(images, executor.map if threads > 1 else map)
-            if CUDA:
-                torch.cuda.synchronize()
-            return out
-
+        embed = synchronised(DEVICE, lambda: clip_filter.embed(images, executor.map if threads > 1 else map))
         benchmark.pedantic(embed, rounds=3, warmup_rounds=1, iterations=1)
     benchmark.extra_info["images_per_second"] = BATCH / benchmark.stats.stats.mean
-    benchmark.extra_info["device"] = "cuda" if CUDA else "cpu"
+    benchmark.extra_info["device"] = DEVICE

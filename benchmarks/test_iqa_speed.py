@@ -29,6 +29,7 @@ from ggtqc.plugins.iqa import Iqa
 
 sys.path.insert(0, str(Path(__file__).parent))
 import planted  # noqa: E402  the accuracy benchmark's degradations
+from timing import synchronised  # noqa: E402
 
 BATCH = 32
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -41,16 +42,6 @@ def pairs():
     hq = [cv2.resize(photos[i % 4][i:], (1024, 1024), interpolation=cv2.INTER_CUBIC) for i in range(BATCH)]
     lq = [planted.mixed(cv2.resize(h, (512, 512), interpolation=cv2.INTER_AREA), rng) for h in hq]
     return lq, hq
-
-
-def synchronised(device, function):
-    def run():
-        out = function()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return out
-
-    return run
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -12,6 +12,9 @@ quantises its input).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -22,6 +25,9 @@ from skimage.metrics import structural_similarity
 
 from ggtqc.kernels import downsampled_ssim
 from ggtqc.kernels.ssim import LUMA
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import synchronised  # noqa: E402
 
 BATCH = 8
 HQ_SIDE = 1024
@@ -167,20 +173,11 @@ def cuda_batch():
     return lq, hq
 
 
-def synchronized(fn):
-    def call():
-        out = fn()
-        torch.cuda.synchronize()
-        return out
-
-    return call
-
-
 @gpu
 @pytest.mark.parametrize("impl", ["triton", "torch"])
 def test_ggtqc_cuda(benchmark, factor, impl):
     lq, hq = cuda_batch()
-    run(benchmark, synchronized(lambda: downsampled_ssim(lq, hq, factor, impl=impl)), factor, rounds=20)
+    run(benchmark, synchronised("cuda", lambda: downsampled_ssim(lq, hq, factor, impl=impl)), factor, rounds=20)
 
 
 @gpu
@@ -193,4 +190,4 @@ def test_torch_peer_cuda(benchmark, factor, name):
         with torch.no_grad():
             return metric(*torch_planes(lq, hq, factor))
 
-    run(benchmark, synchronized(fn), factor, rounds=20)
+    run(benchmark, synchronised("cuda", fn), factor, rounds=20)
