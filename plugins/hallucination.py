@@ -19,14 +19,15 @@ Two one-sided maps then say which structure has no counterpart on the other side
   snow and noise are LQ structure too, and a restoration rightly removes them, so two
   facts about them are used, not the size of what changed:
 
-  1. weather only adds light. First, the LQ's bright specks (what a 3-px grey opening
-     takes away) that the HQ's specks do not match are set aside: a flake left in raises
-     its window's mean, and the detail around it would read as darker than the fit. Of the
-     LQ's residual after its best local fit from the HQ, only the part *darker* than the
-     fit is counted (twice, as lost content is as often darker as brighter). The fit is
-     made in 1.5-px windows and in 3-px ones, whose residual also holds the coarser
-     structure that a blurred source keeps; the two are averaged, the wider one over 3 (on
-     the calibration photos' honest pairs it runs that much higher at equal acceptance).
+  1. weather only adds light. First, the LQ's bright specks (what a grey opening takes
+     away: narrower than 3 analysis px or 6 LQ px, whichever is wider) that the HQ's
+     specks do not match are set aside: a flake left in raises its window's mean, and the
+     detail around it would read as darker than the fit. Of the LQ's residual after its
+     best local fit from the HQ, only the part *darker* than the fit is counted (twice, as
+     lost content is as often darker as brighter). The fit is made in 1.5-px windows and
+     in 3-px ones, whose residual also holds the coarser structure that a blurred source
+     keeps; the two are averaged, the wider one over 3 (on the calibration photos' honest
+     pairs it runs that much higher at equal acceptance).
   2. particles are spread over the frame, with a contrast bounded by how far their
      background is from white. The residual energy over ``(255 - local mean)**2`` is taken
      at its 75th percentile over the frame, and three times that level, times each spot's
@@ -80,12 +81,13 @@ PARTICLE_PERCENTILE = 75  # particles cover the frame: most of it shows their le
 PARTICLE_ALLOWANCE = 3.0  # times that level, scaled by each spot's headroom, is not "removed"
 COARSE_SIGMA = 2 * WINDOW_SIGMA  # the second fit for "removed": structure a blurred source keeps
 COARSE_EXCESS = 3.0  # its residual over the fine one's, at equal honest acceptance on the calibration photos
-SPECK = 3  # px at the analysis size: flakes and streaks narrower than this are bright specks
+SPECK = 3  # px at the analysis size, or
+SPECK_LQ = 6  # px of the LQ, whichever is wider: flakes and streaks narrower are bright specks
 
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "6"
+    version = "7"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
@@ -172,9 +174,19 @@ def darker_residual(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     return 2.0 * _blur(np.minimum(residual, 0) ** 2, WINDOW_SIGMA)
 
 
-def bright_specks(plane: np.ndarray) -> np.ndarray:
-    """What a grey opening takes away: bright structure narrower than ``SPECK`` px."""
-    return plane - cv2.morphologyEx(plane, cv2.MORPH_OPEN, np.ones((SPECK, SPECK), np.uint8))
+def speck_width(plane: np.ndarray, lq: np.ndarray) -> int:
+    """The odd width, in ``plane``'s px, below which bright structure is a speck.
+
+    Weather is laid down at the source's own pixels, so a speck is counted in LQ px: at the
+    analysis size of a small (4x) source, a flake spans more px than one of a large source.
+    """
+    width = SPECK_LQ * max(plane.shape) / max(lq.shape[:2])
+    return max(SPECK, 2 * round(width / 2) + 1)
+
+
+def bright_specks(plane: np.ndarray, width: int) -> np.ndarray:
+    """What a grey opening takes away: bright structure narrower than ``width`` px."""
+    return plane - cv2.morphologyEx(plane, cv2.MORPH_OPEN, np.ones((width, width), np.uint8))
 
 
 def removed_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
@@ -183,7 +195,8 @@ def removed_map(lq: np.ndarray, hq: np.ndarray, side: int) -> np.ndarray:
     # Flakes and streaks are bright specks the HQ rightly lacks. Left in, they raise the LQ's
     # local means, and the pixels around them read as darker than the fit. The HQ's own
     # specks (in LQ units) stay in, so bright detail that a faithful target keeps counts.
-    x = s.x - np.maximum(bright_specks(s.x) - bright_specks(s.y) / np.sqrt(s.gain2), 0)
+    width = speck_width(s.x, lq)
+    x = s.x - np.maximum(bright_specks(s.x, width) - bright_specks(s.y, width) / np.sqrt(s.gain2), 0)
     # Fine detail (the 1.5-px windows of the local structure) and the coarser structure a
     # blurred source still holds (windows twice that), the latter over its typical excess
     # on honest pairs.

@@ -298,6 +298,18 @@ def test_hallucination_reads_snow_flakes_over_detail_as_weather(photo, seed):
     assert "removed" in fails(Hallucination, scores(Hallucination, lq, erased))
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_hallucination_counts_a_4x_sources_flakes_in_its_own_pixels(seed):
+    # A 120x80 snowy source is pooled to 60x40 only: its flakes, up to 7 px across, stay
+    # wider than 3 analysis px. Left in, they read as lost content (removed 0.048, replaced
+    # 0.85 on these honest pairs); set aside as specks of up to 6 LQ px, they do not.
+    clean = cv2.resize(photos()[1], (480, 320), interpolation=cv2.INTER_AREA)
+    lq = planted.snow(cv2.resize(clean, (120, 80), interpolation=cv2.INTER_AREA), np.random.default_rng(seed))
+    erased, _ = planted.removed_content(clean, planted.Context(lq, clean, np.random.default_rng(seed)), "clear")
+    assert fails(Hallucination, scores(Hallucination, lq, retoned(clean))) == []
+    assert "removed" in fails(Hallucination, scores(Hallucination, lq, erased))
+
+
 def test_hallucination_finds_content_erased_from_a_blurred_2x_source():
     # At the analysis size this source's detail is coarser than the 1.5-px fit's window:
     # measured against that fit alone, the erased patch read 0.03. The 3-px fit sees it.
