@@ -168,7 +168,7 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
     chroma_lq, chroma_hq = np.hypot(*ab_lq.T), np.hypot(*ab_hq.T)
     chroma = np.minimum(chroma_lq, chroma_hq)
-    weight = np.maximum(chroma - NOISE_FLOOR * noise, 0) * reliable
+    weight = above_noise(chroma, noise) * reliable
     hue_shift = math.nan  # no pixel with colour above the noise: hue is not measured
     if weight.sum() > 0:
         turn = np.angle((ab_hq[:, 0] + 1j * ab_hq[:, 1]) * (ab_lq[:, 0] - 1j * ab_lq[:, 1]))
@@ -180,13 +180,18 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
             "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable)}  # fmt: skip
 
 
+def above_noise(chroma: np.ndarray, noise: float) -> np.ndarray:
+    """How far each pixel's chroma rises above the floor its chroma noise sets."""
+    return np.maximum(chroma - NOISE_FLOOR * noise, 0)
+
+
 def saturation_kept(chroma_lq: np.ndarray, chroma_hq: np.ndarray, noise: float, reliable: np.ndarray) -> float:
     """RMS chroma of the HQ over the LQ's, weighted by the LQ's colour above the noise floor.
 
     The hue weights need colour on both sides; these need it on the LQ's only, so a target
     that drops the colour is seen. NaN where the LQ shows too little colour to lose.
     """
-    weight = np.maximum(chroma_lq - NOISE_FLOOR * noise, 0) * reliable
+    weight = above_noise(chroma_lq, noise) * reliable
     if weight.mean() < MIN_COLOUR:
         return math.nan
     return math.sqrt(float((weight * chroma_hq**2).sum() / (weight * chroma_lq**2).sum()))
