@@ -24,7 +24,7 @@ from ggtqc.images import DecodeLimits
 from ggtqc.pairs import PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import ResultsLog, ResumeError
+from ggtqc.results import ROW_SCHEMA, ResultsLog, ResumeError
 from ggtqc.rowlog import LogError
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
@@ -89,12 +89,14 @@ def filter_command(
         entry, config = available[name], configs[name]
         instance = entry.cls(**config.settings)
         thresholds = {f.name: config.thresholds.get(f.name, f.threshold) for f in entry.cls.fields}
-        stages.append(Stage(instance, entry, thresholds))
+        stages.append(Stage(instance, entry, thresholds, config.margins))
     torch_device = resolve_device(device)
     check_ready(stages, torch_device, plugins.replace(" ", ""))
 
     limits = DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20))
     run_config = {
+        "row_schema": ROW_SCHEMA,
+        "order": [s.name for s in stages],
         "input": str(source),
         "filters": {s.name: {k: v for k, v in s.describe().items() if k not in ("plugin", "package")} for s in stages},
         "all_scores": all_scores,
@@ -123,7 +125,7 @@ def filter_command(
     )
     counts = summary["verdicts"]
     click.echo(
-        f"{summary['pairs']} pairs: {counts['accept']} accept, {counts['reject']} reject, "
+        f"{summary['pairs']} pairs: {counts['accept']} accept, {counts['review']} review, {counts['reject']} reject, "
         f"{counts['error']} error -> {out / 'results.jsonl'}"
     )
     if export_dir is not None:

@@ -30,6 +30,10 @@ HEATMAPS = "heatmaps"
 HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
+ROW_SCHEMA = 2
+"""Row schema 2 added the ``review`` verdict and the ``review``, ``unsure`` and ``errors``
+keys; schema 1 rows (no ``row_schema`` in run.json) have accept, reject and error only and
+are read alike."""
 
 
 class ResumeError(Exception):
@@ -98,19 +102,25 @@ def error_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
+VERDICTS = ("accept", "review", "reject", "error")
+
+
 def count_rows(rows) -> dict[str, Any]:
     verdicts: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    review: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     for row in rows:
         verdicts[row["verdict"]] += 1
         failed.update(row.get("failed", ()))
+        review.update(row.get("review", ()))
         if row["verdict"] == "error":
-            errors.update(error_kind(reason) for reason in row["reasons"])
+            errors.update(error_kind(reason) for reason in row.get("errors", row["reasons"]))
     return {
         "pairs": sum(verdicts.values()),
-        "verdicts": {v: verdicts[v] for v in ("accept", "reject", "error")},
+        "verdicts": {v: verdicts[v] for v in VERDICTS},
         "rejected_by": dict(failed.most_common()),
+        "review_by": dict(review.most_common()),
         "errors": dict(errors.most_common()),
     }
 

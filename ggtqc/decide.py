@@ -1,0 +1,189 @@
+"""The verdict rule: stored scores, thresholds and review margins in, a verdict out.
+
+Both ``ggtqc filter`` (as each filter's scores arrive) and ``ggtqc decide`` (over a finished
+run's stored scores) decide through this module, so the two can never disagree.
+
+Each field with a threshold is judged on its own:
+
+- ``fail``: the score is worse than the threshold by more than the field's margin;
+- ``review``: the score lies within the margin of the threshold, on either side. A measure
+  is not exact near its threshold, and a person (or the VLM judge) should look;
+- ``pass``: otherwise, and always for a missing (NaN / null) score.
+
+A pair is ``reject`` if any field fails, else ``error`` if a filter could not score it,
+else ``review`` if any field is in its band or a filter said it cannot tell (``unsure``),
+else ``accept``.
+
+A margin is given per field in grey levels, degrees or whatever unit the field has; a field
+that declares none gets :data:`DEFAULT_MARGIN` times its threshold's size. Hard limits, such
+as image sizes, declare a margin of 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DEFAULT_MARGIN = 0.1
+"""The review band's half-width as a share of the threshold's size; see the README's
+calibration section for the share of a run it sends to review."""
+
+Outcome = Literal["pass", "review", "fail"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one field (``filter.field``) decides."""
+
+    field: str
+    better: Literal["higher", "lower"]
+    threshold: float | None
+    margin: float = 0.0
+
+    def judge(self, value: float | None) -> Outcome:
+        if self.threshold is None or value is None or math.isnan(value):
+            return "pass"
+        # positive when worse than the threshold
+        excess = (self.threshold - value) if self.better == "higher" else (value - self.threshold)
+        if excess > self.margin:
+            return "fail"
+        if self.margin > 0 and excess >= -self.margin:
+            return "review"
+        return "pass"
+
+    def reason(self, value: float, outcome: Outcome) -> str:
+        if outcome == "fail":
+            sign = "<" if self.better == "higher" else ">"
+            return f"{self.field} {value:.4g} {sign} {self.threshold:.4g}"
+        return f"{self.field} {value:.4g} within review margin {self.margin:.3g} of {self.threshold:.4g}"
+
+
+def default_margin(threshold: float | None, declared: float | None) -> float:
+    """A field's margin: the one it declares, else :data:`DEFAULT_MARGIN` of its threshold."""
+    if declared is not None:
+        return float(declared)
+    return abs(threshold) * DEFAULT_MARGIN if threshold is not None else 0.0
+
+
+@dataclass
+class Rules:
+    """The rules of every filter of a run, in the order the filters run."""
+
+    by_filter: dict[str, list[Rule]]
+
+    @classmethod
+    def from_run(cls, filters: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None = None) -> Rules:
+        """Rules from ``run.json``'s ``filters`` (each with ``thresholds``, ``better`` and,
+        since row schema 2, ``margins``); runs of schema 1 get the default margins."""
+        names = [n for n in (order or sorted(filters)) if n in filters]
+        by_filter = {}
+        for name in names:
+            spec = filters[name]
+            margins = spec.get("margins", {})
+            by_filter[name] = [
+                Rule(f"{name}.{f}", spec["better"][f], t, default_margin(t, margins.get(f)))
+                for f, t in spec["thresholds"].items()
+            ]
+        return cls(by_filter)
+
+    def judge(self, filter_name: str, scores: Mapping[str, float | None]) -> list[tuple[Rule, Outcome, str]]:
+        """Each rule of ``filter_name`` that did not pass, with its outcome and reason."""
+        out = []
+        for rule in self.by_filter.get(filter_name, ()):
+            value = scores.get(rule.field.split(".", 1)[1])
+            outcome = rule.judge(value)
+            if outcome != "pass":
+                out.append((rule, outcome, rule.reason(value, outcome)))
+        return out
+
+
+@dataclass
+class Decision:
+    """The verdict of one pair, and what it rests on."""
+
+    verdict: Literal["accept", "review", "reject", "error"]
+    reasons: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+
+
+class RowDecider:
+    """Builds one pair's decision filter by filter, as the runner scores it."""
+
+    def __init__(self, rules: Rules, errors: Iterable[str] = ()) -> None:
+        self.rules = rules
+        self.failed: list[str] = []
+        self.review: list[str] = []
+        self.unsure: dict[str, str] = {}
+        self.errors: list[str] = []
+        self.entries: list[tuple[str, str]] = []  # (outcome or "error", reason), in the order they came
+        for reason in errors:
+            self.add_error(reason)
+
+    @property
+    def stopped(self) -> bool:
+        """A rejected or failed pair: later filters need not score it."""
+        return bool(self.failed or self.errors)
+
+    def add_scores(self, filter_name: str, scores: Mapping[str, float | None], unsure: str | None = None) -> None:
+        """Judge one filter's scores of the pair (and its note that it cannot tell)."""
+        for rule, outcome, reason in self.rules.judge(filter_name, scores):
+            (self.failed if outcome == "fail" else self.review).append(rule.field)
+            self.entries.append((outcome, reason))
+        if unsure:
+            self.unsure[filter_name] = unsure
+            self.review.append(filter_name)
+            self.entries.append(("review", f"{filter_name} unsure: {unsure}"))
+
+    def add_error(self, reason: str) -> None:
+        self.errors.append(reason)
+        self.entries.append(("error", reason))
+
+    def decision(self) -> Decision:
+        """The verdict; a rejection's reasons are its failures (and errors) alone."""
+        if self.failed:
+            verdict = "reject"
+        elif self.errors:
+            verdict = "error"
+        elif self.review:
+            verdict = "review"
+        else:
+            verdict = "accept"
+        reasons = [reason for kind, reason in self.entries if kind != "review" or verdict != "reject"]
+        return Decision(verdict, reasons, list(self.failed), [] if verdict == "reject" else list(self.review))
+
+
+def decide_row(row: Mapping[str, Any], rules: Rules) -> Decision:
+    """Re-decide a stored row from its scores, its filters' ``unsure`` notes and its errors,
+    in the order the runner met them."""
+    errors = row_errors(row, rules)
+    by_filter = {r.split(" ", 2)[1]: r for r in errors if r.startswith("filter ") and " failed: " in r}
+    decider = RowDecider(rules, [r for r in errors if r not in by_filter.values()])
+    scores = row.get("scores", {})
+    unsure = row.get("unsure", {})
+    for name in rules.by_filter:
+        if name in scores:
+            decider.add_scores(name, scores[name], unsure.get(name))
+        elif name in by_filter:
+            decider.add_error(by_filter[name])
+    return decider.decision()
+
+
+def row_errors(row: Mapping[str, Any], rules: Rules) -> list[str]:
+    """A row's error reasons: those that are neither a field's decision nor a filter's
+    ``unsure`` note."""
+    fields = {rule.field for rules_ in rules.by_filter.values() for rule in rules_}
+    notes = {f"{name} unsure:" for name in rules.by_filter}
+    return [r for r in row.get("reasons", []) if r.split(" ", 1)[0] not in fields and " ".join(r.split(" ", 2)[:2]) not in notes]
+
+
+def unscored(row: Mapping[str, Any], rules: Rules) -> list[str]:
+    """The filters that never scored a pair that is not rejected and did not fail to load:
+    its verdict under ``rules`` would need them."""
+    if row.get("verdict") == "error" and not row.get("scores"):
+        return []  # the pair never decoded: nothing was, or could be, scored
+    scores = row.get("scores", {})
+    failed_filters = {r.split(" ", 2)[1] for r in row_errors(row, rules) if r.startswith("filter ")}
+    return [name for name in rules.by_filter if name not in scores and name not in failed_filters]
