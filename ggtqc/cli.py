@@ -18,17 +18,18 @@ import click
 
 from ggtqc import __version__
 from ggtqc.config import ConfigError, load_config
+from ggtqc.decide import DecideError, decide_run
 from ggtqc.export import ExportError, export_accepted
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import ROW_SCHEMA, ResultsLog, ResumeError
+from ggtqc.results import ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError
 from ggtqc.rowlog import LogError
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
-USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -131,6 +132,27 @@ def filter_command(
     if export_dir is not None:
         exported = export_accepted(log.rows(), root, export_dir)
         click.echo(f"exported {exported} accepted pairs to {export_dir}")
+
+
+@cli.command("decide")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and margins (as for 'ggtqc filter', or from 'ggtqc calibrate').")
+@click.option("--dry-run", is_flag=True, help="Count how verdicts would change; write nothing.")
+def decide_command(run_dir: Path, config_path: Path | None, dry_run: bool) -> None:
+    """Re-decide a finished run from its stored scores: new thresholds, no re-scoring.
+
+    The previous results.jsonl, run.json and summary.json are kept in RUN/history/<time>/.
+    """
+    result, history = decide_run(run_dir, config_path, dry_run=dry_run)
+    counts = Counter(row["verdict"] for row in result.rows)
+    moved = sorted(((old, new, n) for (old, new), n in result.moves.items() if old != new), key=lambda m: -m[2])
+    click.echo(
+        f"{len(result.rows)} pairs: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+        + f"; {sum(n for *_, n in moved)} changed verdict"
+        + "".join(f"\n  {old} -> {new}: {n}" for old, new, n in moved)
+    )
+    if history is not None:
+        click.echo(f"previous verdicts kept in {history}")
 
 
 @cli.command("generate")

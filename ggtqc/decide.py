@@ -21,10 +21,18 @@ as image sizes, declare a margin of 0.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
+
+from ggtqc.filters import Field
 
 DEFAULT_MARGIN = 0.1
 """The review band's half-width as a share of the threshold's size; see the README's
@@ -187,3 +195,149 @@ def unscored(row: Mapping[str, Any], rules: Rules) -> list[str]:
     scores = row.get("scores", {})
     failed_filters = {r.split(" ", 2)[1] for r in row_errors(row, rules) if r.startswith("filter ")}
     return [name for name in rules.by_filter if name not in scores and name not in failed_filters]
+
+
+class DecideError(Exception):
+    """A run that cannot be re-decided as asked; the message says why and what to do."""
+
+
+@dataclass
+class Redecided:
+    """A run's rows decided anew: the rows, how verdicts moved, and the pairs that cannot be."""
+
+    rows: list[dict[str, Any]]
+    moves: Counter[tuple[str, str]]
+    unscored: Counter[str]
+    blocked: int
+
+
+def redecide(rows: Iterable[Mapping[str, Any]], rules: Rules) -> Redecided:
+    """Each row with its verdict, reasons, ``failed`` and ``review`` recomputed under ``rules``.
+
+    A pair whose new verdict would rest on a filter that never scored it (it was rejected
+    before reaching that filter) is counted in ``blocked`` and keeps its old row.
+    """
+    out, moves, missing, blocked = [], Counter(), Counter(), 0
+    for row in rows:
+        decision = decide_row(row, rules)
+        lacking = unscored(row, rules) if decision.verdict in ("accept", "review") else []
+        if lacking:
+            blocked += 1
+            missing.update(lacking)
+            out.append(dict(row))
+            continue
+        new = dict(row)  # keys keep their places, so an unchanged decision leaves the line as it was
+        new["verdict"], new["reasons"] = decision.verdict, decision.reasons
+        for key, value in (("failed", decision.failed), ("review", decision.review)):
+            if value:
+                new[key] = value
+            else:
+                new.pop(key, None)
+        moves[(row["verdict"], decision.verdict)] += 1
+        out.append(new)
+    return Redecided(out, moves, missing, blocked)
+
+
+def run_filters_with(run: Mapping[str, Any], config_path: Path | None) -> dict[str, dict[str, Any]]:
+    """``run.json``'s filters with a config's thresholds and margins applied.
+
+    The config is checked against the fields the run scored; an option that changes how
+    pairs are scored cannot be applied to stored scores and is refused.
+    """
+    from ggtqc.config import ConfigError, load_config
+
+    filters = {name: dict(spec) for name, spec in run["filters"].items()}
+    specs = {
+        name: type(name, (), {
+            "fields": tuple(Field(f, spec["better"][f], t) for f, t in spec["thresholds"].items()),
+            "options": spec.get("settings", {}),
+        })
+        for name, spec in filters.items()
+    }  # fmt: skip
+    configs = load_config(config_path, specs)
+    for name, config in configs.items():
+        spec = filters[name]
+        for option, value in config.settings.items():
+            if value != spec.get("settings", {}).get(option):
+                raise ConfigError(
+                    f"{config_path}: {name}.{option} changes how pairs are scored, which stored scores cannot "
+                    f"show; rerun 'ggtqc filter' with this config (and --fresh) instead"
+                )
+        old = {r.field.split(".", 1)[1]: r for r in Rules.from_run({name: spec}).by_filter[name]}
+        spec["thresholds"] = {**spec["thresholds"], **config.thresholds}
+        spec["margins"] = {f: rescaled_margin(old[f], spec["thresholds"][f]) for f in spec["thresholds"]}
+        spec["margins"].update(config.margins)
+    return filters
+
+
+def rescaled_margin(old: Rule, threshold: float | None) -> float:
+    """The margin of a moved threshold: the same share of it as before (a hard limit stays
+    hard), or the default share for a field that had no threshold."""
+    if threshold is None:
+        return 0.0
+    if old.threshold is None or old.threshold == 0:
+        return default_margin(threshold, None)
+    return old.margin * abs(threshold / old.threshold)
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A results folder's ``run.json``, or a :class:`DecideError` saying what the folder lacks."""
+    from ggtqc.results import RESULTS, RUN
+
+    if not (run_dir / RUN).is_file() or not (run_dir / RESULTS).is_file():
+        raise DecideError(f"{run_dir} holds no ggtqc results ({RUN} and {RESULTS}); give the --out folder of a 'ggtqc filter' run")
+    try:
+        run = json.loads((run_dir / RUN).read_text(encoding="utf-8"))
+        run["filters"]
+    except (ValueError, KeyError, TypeError):
+        raise DecideError(f"{run_dir / RUN} is damaged (not the JSON that 'ggtqc filter' writes)") from None
+    return run
+
+
+def decide_run(run_dir: Path, config_path: Path | None, dry_run: bool = False) -> tuple[Redecided, Path | None]:
+    """Re-decide a finished run from its stored scores under a config's thresholds and margins.
+
+    The previous ``results.jsonl``, ``run.json`` and ``summary.json`` are first copied to
+    ``RUN/history/<UTC time>/``; then all three are rewritten (each atomically), so that
+    ``report``, ``review``, ``export`` and a resumed ``filter --config`` with the same
+    config see the new decisions. Returns the result and the history folder.
+    """
+    from ggtqc.results import RESULTS, RUN, SUMMARY, count_rows
+    from ggtqc.rowlog import read_rows, write_atomic
+
+    run = read_run(run_dir)
+    filters = run_filters_with(run, config_path)
+    rules = Rules.from_run(filters, run.get("order"))
+    result = redecide(read_rows(run_dir / RESULTS), rules)
+    if result.blocked:
+        names = ", ".join(f"{name} ({n})" for name, n in result.unscored.most_common())
+        raise DecideError(
+            f"{result.blocked} pairs would turn on scores never computed: {names} did not score them, since a pair "
+            "rejected by one filter skips the later ones; rerun 'ggtqc filter' with --all-scores to re-decide freely"
+        )
+    if dry_run:
+        return result, None
+    history = run_dir / "history" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    history.mkdir(parents=True)
+    for name in (RESULTS, RUN, SUMMARY):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, history / name)
+    tmp = run_dir / f".{RESULTS}.part"
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in result.rows:
+            f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, run_dir / RESULTS)
+    run = {**run, "filters": filters, "row_schema": max(run.get("row_schema", 1), 2)}
+    write_atomic(run_dir / RUN, (json.dumps(run, indent=2) + "\n").encode())
+    summary = {}
+    if (history / SUMMARY).exists():
+        summary = json.loads((history / SUMMARY).read_text(encoding="utf-8"))
+    for name, spec in filters.items():
+        if name in summary.get("filters", {}):
+            summary["filters"][name].update(thresholds=spec["thresholds"], margins=spec["margins"])
+    summary.update(count_rows(result.rows))
+    summary["decided"] = {"config": str(config_path) if config_path else None, "previous": str(history.relative_to(run_dir))}
+    write_atomic(run_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
+    return result, history

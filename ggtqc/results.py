@@ -1,7 +1,8 @@
 """The results folder: a crash-safe row log, the run's configuration, and a summary.
 
-- ``run.json``: what decides the results (filters, versions, options, thresholds, input).
-  A rerun with the same configuration resumes; a different one needs ``--fresh``.
+- ``run.json``: what decides the results (filters in the order they run, versions,
+  options, thresholds and review margins with fields in declared order, input). A rerun
+  with the same configuration resumes; a different one needs ``--fresh``.
 - ``results.jsonl``: one JSON object per pair, appended and flushed to disk batch by
   batch (``ggtqc.rowlog``). A rerun skips the ids already there; a half-written last line
   is cut off before appending, so every pair ends with exactly one row.
@@ -61,7 +62,7 @@ class ResultsLog:
         elif self.path.exists() and self.path.stat().st_size:
             raise ResumeError(f"{self.path} exists without {RUN}; rerun with --fresh or choose another --out")
         else:
-            write_atomic(run_path, (json.dumps(run_config, indent=2, sort_keys=True) + "\n").encode())
+            write_atomic(run_path, (json.dumps(run_config, indent=2) + "\n").encode())
         self.log = RowLog(self.path)
         try:
             self.done = {row["id"] for row in self.log.rows()}
