@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from ggtqc.filters import Field
 
-DEFAULT_MARGIN = 0.1
+DEFAULT_MARGIN = 0.05
 """The review band's half-width as a share of the threshold's size; see the README's
 calibration section for the share of a run it sends to review."""
 

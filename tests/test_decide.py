@@ -70,7 +70,7 @@ def test_runner_sends_band_and_unsure_pairs_to_review_and_decide_row_agrees():
     rows = {row["id"]: row for row in score_batch(pairs, the_stages, False, torch.device("cpu"))}
     assert rows["clear"]["verdict"] == "accept" and "review" not in rows["clear"]
     assert rows["near"]["verdict"] == "review" and rows["near"]["review"] == ["tilt.level"]
-    assert rows["near"]["reasons"] == ["tilt.level 95 within review margin 10 of 100"]  # the default 10 % margin
+    assert rows["near"]["reasons"] == ["tilt.level 95 within review margin 5 of 100"]  # the default 5 % margin
     assert rows["over"]["verdict"] == "reject" and rows["over"]["failed"] == ["tilt.level"]
     assert rows["flat"]["verdict"] == "review" and rows["flat"]["unsure"] == {"tilt": "flat source"}
     assert rows["flat"]["reasons"] == ["tilt unsure: flat source"]
@@ -104,7 +104,7 @@ def test_margins_load_from_the_config_and_a_misplaced_threshold_says_where_it_go
 
 def test_rules_of_a_schema_1_run_take_the_default_margins():
     rules = Rules.from_run({"color": {"thresholds": {"cast": 6.5, "chroma": None}, "better": {"cast": "lower", "chroma": "lower"}}})
-    assert [(r.field, r.margin) for r in rules.by_filter["color"]] == [("color.cast", pytest.approx(0.65)), ("color.chroma", 0.0)]
+    assert [(r.field, r.margin) for r in rules.by_filter["color"]] == [("color.cast", pytest.approx(0.325)), ("color.chroma", 0.0)]
     old_row = {"id": "a", "verdict": "reject", "reasons": ["color.cast 7.5 > 6.5"], "failed": ["color.cast"], "scores": {"color": {"cast": 7.5}}}
     assert decide_row(old_row, rules).verdict == "reject"
     errored = {"id": "b", "verdict": "error", "reasons": ["filter color failed: ValueError: x"], "scores": {}}
