@@ -81,6 +81,12 @@ class Rules:
 
     by_filter: dict[str, list[Rule]]
 
+    def __post_init__(self) -> None:
+        # looked up for every row: worked out once
+        self._named = {name: [(rule, rule.field.split(".", 1)[1]) for rule in rules] for name, rules in self.by_filter.items()}
+        self.fields = {rule.field for rules in self.by_filter.values() for rule in rules}
+        self.notes = {f"{name} unsure:" for name in self.by_filter}
+
     @classmethod
     def from_run(cls, filters: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None = None) -> Rules:
         """Rules from ``run.json``'s ``filters`` (each with ``thresholds``, ``better`` and,
@@ -99,8 +105,8 @@ class Rules:
     def judge(self, filter_name: str, scores: Mapping[str, float | None]) -> list[tuple[Rule, Outcome, str]]:
         """Each rule of ``filter_name`` that did not pass, with its outcome and reason."""
         out = []
-        for rule in self.by_filter.get(filter_name, ()):
-            value = scores.get(rule.field.split(".", 1)[1])
+        for rule, name in self._named.get(filter_name, ()):
+            value = scores.get(name)
             outcome = rule.judge(value)
             if outcome != "pass":
                 out.append((rule, outcome, rule.reason(value, outcome)))
@@ -182,9 +188,10 @@ def decide_row(row: Mapping[str, Any], rules: Rules) -> Decision:
 def row_errors(row: Mapping[str, Any], rules: Rules) -> list[str]:
     """A row's error reasons: those that are neither a field's decision nor a filter's
     ``unsure`` note."""
-    fields = {rule.field for rules_ in rules.by_filter.values() for rule in rules_}
-    notes = {f"{name} unsure:" for name in rules.by_filter}
-    return [r for r in row.get("reasons", []) if r.split(" ", 1)[0] not in fields and " ".join(r.split(" ", 2)[:2]) not in notes]
+    return [
+        r for r in row.get("reasons", ())
+        if r.split(" ", 1)[0] not in rules.fields and " ".join(r.split(" ", 2)[:2]) not in rules.notes
+    ]  # fmt: skip
 
 
 def unscored(row: Mapping[str, Any], rules: Rules) -> list[str]:
