@@ -35,8 +35,8 @@ from typing import Any, Literal
 from ggtqc.filters import Field
 
 DEFAULT_MARGIN = 0.05
-"""The review band's half-width as a share of the threshold's size; see the README's
-calibration section for the share of a run it sends to review."""
+"""The review band's half-width as a share of the threshold's size; docs/calibration.md
+gives the share of a run it sends to review."""
 
 Outcome = Literal["pass", "review", "fail"]
 
