@@ -80,18 +80,23 @@ class Rules:
     """The rules of every filter of a run, in the order the filters run."""
 
     by_filter: dict[str, list[Rule]]
+    settling: frozenset[str] = frozenset()
+    """Filters whose passing score settles the review bands of earlier ones (a judge)."""
 
     def __post_init__(self) -> None:
         # looked up for every row: worked out once
         self._named = {name: [(rule, rule.field.split(".", 1)[1]) for rule in rules] for name, rules in self.by_filter.items()}
         self.fields = {rule.field for rules in self.by_filter.values() for rule in rules}
-        self.notes = {f"{name} unsure:" for name in self.by_filter}
+        # the starts of the reasons that are filters' remarks, not errors
+        self.notes = {f"{name} unsure:" for name in self.by_filter} | {f"{name}:" for name in self.by_filter}
+        self.notes |= {f"{name} settled" for name in self.by_filter}
 
     @classmethod
     def from_run(cls, filters: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None = None) -> Rules:
         """Rules from ``run.json``'s ``filters`` (each with ``thresholds``, ``better`` and,
         since row schema 2, ``margins``); runs of schema 1 get the default margins."""
         names = [n for n in (order or sorted(filters)) if n in filters]
+        settling = frozenset(n for n in names if filters[n].get("settles_review"))
         by_filter = {}
         for name in names:
             spec = filters[name]
@@ -100,7 +105,7 @@ class Rules:
                 Rule(f"{name}.{f}", spec["better"][f], t, default_margin(t, margins.get(f)))
                 for f, t in spec["thresholds"].items()
             ]
-        return cls(by_filter)
+        return cls(by_filter, settling)
 
     def judge(self, filter_name: str, scores: Mapping[str, float | None]) -> list[tuple[Rule, Outcome, str]]:
         """Each rule of ``filter_name`` that did not pass, with its outcome and reason."""
@@ -131,6 +136,7 @@ class RowDecider:
         self.failed: list[str] = []
         self.review: list[str] = []
         self.unsure: dict[str, str] = {}
+        self.notes: dict[str, str] = {}
         self.errors: list[str] = []
         self.entries: list[tuple[str, str]] = []  # (outcome or "error", reason), in the order they came
         for reason in errors:
@@ -141,15 +147,32 @@ class RowDecider:
         """A rejected or failed pair: later filters need not score it."""
         return bool(self.failed or self.errors)
 
-    def add_scores(self, filter_name: str, scores: Mapping[str, float | None], unsure: str | None = None) -> None:
-        """Judge one filter's scores of the pair (and its note that it cannot tell)."""
+    @property
+    def so_far(self) -> str:
+        """The verdict the filters so far give: reject, review or accept."""
+        return "reject" if self.failed else "review" if self.review else "accept"
+
+    def add_scores(
+        self, filter_name: str, scores: Mapping[str, float | None], unsure: str | None = None, note: str | None = None
+    ) -> None:
+        """Judge one filter's scores of the pair, its note that it cannot tell, its sentence."""
+        outcomes = []
         for rule, outcome, reason in self.rules.judge(filter_name, scores):
             (self.failed if outcome == "fail" else self.review).append(rule.field)
             self.entries.append((outcome, reason))
+            outcomes.append(outcome)
         if unsure:
             self.unsure[filter_name] = unsure
             self.review.append(filter_name)
             self.entries.append(("review", f"{filter_name} unsure: {unsure}"))
+            outcomes.append("review")
+        if note:
+            self.notes[filter_name] = note
+            self.entries.append(("note", f"{filter_name}: {note}"))
+        if filter_name in self.rules.settling and not outcomes and self.review:
+            self.entries = [(kind, reason) for kind, reason in self.entries if kind != "review"]
+            self.entries.append(("note", f"{filter_name} settled the review of {', '.join(self.review)}"))
+            self.review = []
 
     def add_error(self, reason: str) -> None:
         self.errors.append(reason)
@@ -177,9 +200,10 @@ def decide_row(row: Mapping[str, Any], rules: Rules) -> Decision:
     decider = RowDecider(rules, [r for r in errors if r not in by_filter.values()])
     scores = row.get("scores", {})
     unsure = row.get("unsure", {})
+    notes = row.get("notes", {})
     for name in rules.by_filter:
         if name in scores:
-            decider.add_scores(name, scores[name], unsure.get(name))
+            decider.add_scores(name, scores[name], unsure.get(name), notes.get(name))
         elif name in by_filter:
             decider.add_error(by_filter[name])
     return decider.decision()
@@ -190,7 +214,8 @@ def row_errors(row: Mapping[str, Any], rules: Rules) -> list[str]:
     ``unsure`` note."""
     return [
         r for r in row.get("reasons", ())
-        if r.split(" ", 1)[0] not in rules.fields and " ".join(r.split(" ", 2)[:2]) not in rules.notes
+        if r.split(" ", 1)[0] not in rules.fields and r.split(" ", 1)[0] not in rules.notes
+        and " ".join(r.split(" ", 2)[:2]) not in rules.notes
     ]  # fmt: skip
 
 

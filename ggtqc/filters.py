@@ -55,11 +55,15 @@ class Scores:
     ``unsure[i]``, where not None, says in a few words why the filter's scores of pair ``i``
     cannot be trusted (say, too little structure to align on). Unless another field rejects
     it, the pair goes to review with that reason.
+
+    ``notes[i]``, where not None, is one sentence about pair ``i`` for people (a judge's
+    reason, say); it is kept on the row and shown in its ``reasons`` as ``<filter>: <note>``.
     """
 
     values: Mapping[str, Sequence[float]]
     heatmaps: Sequence[np.ndarray | None] | None = None
     unsure: Sequence[str | None] | None = None
+    notes: Sequence[str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,10 @@ class Filter:
     gpu: ClassVar[Literal["unused", "optional", "required"]] = "unused"
     cost: ClassVar[float] = 1.0
     """Relative cost per pair; the host runs cheap filters first."""
+    settles_review: ClassVar[bool] = False
+    """A second opinion on borderline pairs (a VLM judge): where this filter scores a pair
+    without rejecting it or finding it borderline, the review bands of earlier filters are
+    settled and the pair is accepted."""
 
     def __init__(self, **settings: bool | int | float | str) -> None:
         unknown = sorted(set(settings) - set(self.options))
@@ -104,6 +112,12 @@ class Filter:
     def score(self, batch: Batch) -> Mapping[str, Sequence[float]] | Scores:
         """Return ``{field name: one number per pair in batch}``, or :class:`Scores`."""
         raise NotImplementedError
+
+    def wants(self, verdict_so_far: str) -> bool | None:
+        """Whether to score a pair whose earlier filters give ``verdict_so_far`` (accept,
+        review or reject). None, the default, leaves it to the host: every pair not yet
+        rejected, and every pair with ``--all-scores``."""
+        return None
 
 
 class PairFilter(Filter):

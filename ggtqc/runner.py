@@ -70,6 +70,7 @@ class Stage:
                 f.name: self.margins.get(f.name, default_margin(self.thresholds[f.name], f.margin)) for f in self.filter.fields
             },
             "better": {f.name: f.better for f in self.filter.fields},
+            **({"settles_review": True} if self.filter.settles_review else {}),
         }
 
 
@@ -239,7 +240,7 @@ def score_batch(
         executor=executor,
     )
     for stage in stages:
-        todo = [j for j, i in enumerate(decoded) if all_scores or not deciders[i].stopped]
+        todo = [j for j, i in enumerate(decoded) if _wanted(stage.filter, deciders[i], all_scores)]
         if not todo:
             continue
         started = time.perf_counter()
@@ -248,10 +249,10 @@ def score_batch(
             if isinstance(result, str):
                 deciders[i].add_error(result)
                 continue
-            scores, heatmap, unsure = result
+            scores, heatmap, unsure, note = result
             rows[i]["scores"][stage.name] = {k: (v if math.isfinite(v) else None) for k, v in scores.items()}
             before = len(deciders[i].failed) + len(deciders[i].review)
-            deciders[i].add_scores(stage.name, rows[i]["scores"][stage.name], unsure)
+            deciders[i].add_scores(stage.name, rows[i]["scores"][stage.name], unsure, note)
             if heatmap is not None and len(deciders[i].failed) + len(deciders[i].review) > before:
                 rows[i].setdefault("heatmaps", {})[stage.name] = heatmap
         stage.seconds += time.perf_counter() - started
@@ -261,12 +262,21 @@ def score_batch(
     return rows
 
 
+def _wanted(filter: Filter, decider: RowDecider, all_scores: bool) -> bool:
+    """Whether a filter scores a pair: the filter's own choice by the verdict so far, else
+    every pair not yet rejected or failed (every pair, with ``all_scores``)."""
+    if decider.errors and not all_scores:
+        return False
+    wants = filter.wants(decider.so_far)
+    return wants if wants is not None else all_scores or not decider.stopped
+
+
 def apply_decision(row: dict[str, Any], decider: RowDecider) -> None:
     """Write a decision into a row: ``verdict`` and ``reasons`` always; ``failed``,
-    ``review`` and ``unsure`` where not empty."""
+    ``review``, ``unsure`` and ``notes`` where not empty."""
     decision = decider.decision()
     row["verdict"], row["reasons"] = decision.verdict, decision.reasons
-    for key, value in (("failed", decision.failed), ("review", decision.review), ("unsure", decider.unsure)):
+    for key, value in (("failed", decision.failed), ("review", decision.review), ("unsure", decider.unsure), ("notes", decider.notes)):
         if value:
             row[key] = value
         else:
@@ -279,7 +289,7 @@ def _row(item: LoadedPair) -> dict[str, Any]:
 
 
 def _score(stage: Stage, batch: Batch, todo: list[int]):
-    """Yield ``(index, ({field: value}, heatmap, unsure))`` per pair in ``todo``, or ``(index, reason)``.
+    """Yield ``(index, ({field: value}, heatmap, unsure, note))`` per pair in ``todo``, or ``(index, reason)``.
 
     A failing batch is retried pair by pair to find the pairs that really fail.
     """
@@ -295,20 +305,23 @@ def _score(stage: Stage, batch: Batch, todo: list[int]):
         yield from _score(stage, batch, [j])
 
 
-def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndarray | None, str | None]]:
+def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndarray | None, str | None, str | None]]:
     """Call the filter and check that it kept the contract."""
     out = stage.filter.score(batch)
     heatmaps: Sequence = [None] * len(batch)
     unsure: Sequence = [None] * len(batch)
+    notes: Sequence = [None] * len(batch)
     if isinstance(out, Scores):
         if out.heatmaps is not None:
             heatmaps = list(out.heatmaps)
             if len(heatmaps) != len(batch):
                 raise ValueError(f"score() returned {len(heatmaps)} heatmaps for {len(batch)} pairs")
-        if out.unsure is not None:
-            unsure = [str(u) if u else None for u in out.unsure]
-            if len(unsure) != len(batch):
-                raise ValueError(f"score() returned {len(unsure)} unsure notes for {len(batch)} pairs")
+        for name, given in (("unsure", out.unsure), ("notes", out.notes)):
+            if given is not None:
+                texts = [str(text) if text else None for text in given]
+                if len(texts) != len(batch):
+                    raise ValueError(f"score() returned {len(texts)} {name} for {len(batch)} pairs")
+                unsure, notes = (texts, notes) if name == "unsure" else (unsure, texts)
         out = out.values
     if not isinstance(out, Mapping):
         raise TypeError(f"score() returned {type(out).__name__}, not a mapping of field -> values")
@@ -323,7 +336,7 @@ def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndar
         if array.shape[0] != len(batch):
             raise ValueError(f"score() returned {array.shape[0]} values of {name!r} for {len(batch)} pairs")
         columns[name] = array.tolist()
-    return [({name: columns[name][k] for name in columns}, heatmaps[k], unsure[k]) for k in range(len(batch))]
+    return [({name: columns[name][k] for name in columns}, heatmaps[k], unsure[k], notes[k]) for k in range(len(batch))]
 
 
 def _first_line(error: Exception) -> str:

@@ -109,3 +109,43 @@ def test_rules_of_a_schema_1_run_take_the_default_margins():
     assert decide_row(old_row, rules).verdict == "reject"
     errored = {"id": "b", "verdict": "error", "reasons": ["filter color failed: ValueError: x"], "scores": {}}
     assert decide_row(errored, rules).reasons == ["filter color failed: ValueError: x"]
+
+
+class Judge(Filter):
+    """A second opinion on borderline pairs only: bright targets fail, others pass."""
+
+    name = "judge"
+    version = "1"
+    cost = 1e6
+    settles_review = True
+    fields = (Field("faithful", "higher", 0.5, margin=0),)
+    seen: list = []
+
+    def wants(self, verdict_so_far):
+        return verdict_so_far == "review"
+
+    def score(self, batch):
+        Judge.seen += list(batch.ids)
+        faithful = [0.0 if hq.mean() > 96 else 1.0 for hq in batch.hq]
+        return Scores({"faithful": faithful}, notes=["too bright" if f == 0 else "looks faithful" for f in faithful])
+
+
+def test_a_settling_filter_scores_only_the_review_band_and_decides_it():
+    Judge.seen = []
+    the_stages = [*stages(), Stage(Judge(), Entry(Judge, "judge", "test"), {"faithful": 0.5})]
+    pairs = [loaded("clear", 50), loaded("near_dim", 96), loaded("near_bright", 100), loaded("over", 140)]
+    rows = {row["id"]: row for row in score_batch(pairs, the_stages, False, torch.device("cpu"))}
+    assert sorted(Judge.seen) == ["near_bright", "near_dim"]  # only the review band is sent
+    assert rows["clear"]["verdict"] == "accept" and "judge" not in rows["clear"]["scores"]
+    assert rows["over"]["verdict"] == "reject" and "judge" not in rows["over"]["scores"]
+    dim = rows["near_dim"]
+    assert dim["verdict"] == "accept" and "review" not in dim and dim["notes"] == {"judge": "looks faithful"}
+    assert dim["reasons"] == ["judge: looks faithful", "judge settled the review of tilt.level"]
+    bright = rows["near_bright"]
+    assert bright["verdict"] == "reject" and bright["failed"] == ["judge.faithful"]
+    assert bright["reasons"] == ["judge.faithful 0 < 0.5", "judge: too bright"]
+    rules = rules_of(the_stages)
+    assert rules.settling == {"judge"}
+    for row in rows.values():
+        decision = decide_row(row, rules)
+        assert (decision.verdict, decision.reasons) == (row["verdict"], row["reasons"])
