@@ -23,10 +23,10 @@ from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run
 from ggtqc.export import ExportError, export_accepted
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
-from ggtqc.pairs import PairsError, discover
+from ggtqc.pairs import Naming, PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import RESULTS, ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError
+from ggtqc.results import RESULTS, ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
@@ -133,6 +133,29 @@ def filter_command(
     if export_dir is not None:
         exported = export_accepted(log.rows(), root, export_dir)
         click.echo(f"exported {exported} accepted pairs to {export_dir}")
+
+
+@cli.command("pairs")
+@click.argument("pairs", type=click.Path(path_type=Path))
+@click.option("--lq-template", default="{}", show_default=True, help="LQ file name from the pair id, as BasicSR's filename_tmpl: '{}x4' reads 0001x4.png as pair 0001.")
+@click.option("--hq-template", default="{}", show_default=True, help="HQ file name from the pair id.")
+@click.option("--list", "show_all", is_flag=True, help="Print every pair: id, LQ, HQ, how matched or why not.")
+def pairs_command(pairs: Path, lq_template: str, hq_template: str, show_all: bool) -> None:
+    """Show how the files of PAIRS (a folder or a pairs file) are paired, without scoring."""
+    found = discover(pairs.resolve(), Naming(lq_template, hq_template))
+    if show_all:
+        for pair in found:
+            click.echo(f"{pair.id}\t{pair.relative(pair.lq) or '-'}\t{pair.relative(pair.hq) or '-'}\t{pair.error or pair.matched}")
+        return
+    matched = Counter(pair.matched for pair in found if pair.error is None)
+    problems = Counter(error_kind(pair.error) for pair in found if pair.error)
+    click.echo(f"{len(found)} ids: {sum(matched.values())} pairs, {sum(problems.values())} problems")
+    for how, n in matched.most_common():
+        example = next(p for p in found if p.error is None and p.matched == how)
+        click.echo(f"  {n:>7}  matched by {how:<24} e.g. {example.relative(example.lq)} + {example.relative(example.hq)}")
+    for kind, n in problems.most_common():
+        example = next(p for p in found if p.error and error_kind(p.error) == kind)
+        click.echo(f"  {n:>7}  {kind:<35} e.g. {example.id}: {example.error}")
 
 
 @cli.command("decide")
