@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import mimetypes
+import socket
 import threading
 import traceback
 import urllib.parse
@@ -309,7 +310,25 @@ class ReviewServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: ReviewApp) -> None:
         self.app = app
+        self.connections: set[socket.socket] = set()
         super().__init__(address, Handler)
+
+    def process_request(self, request, client_address) -> None:
+        self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening and end kept-alive connections too: a stopped server answers nothing."""
+        super().server_close()
+        for connection in list(self.connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def url(self) -> str:
