@@ -109,3 +109,19 @@ def serving(run: Path, reviewer: str = "ana", audit_size: int = 1000):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def make_large_run(root: Path, count: int) -> Path:
+    """A run of ``count`` rows in all verdicts whose pairs share five pairs of image files."""
+    run = make_run(root, count=5)
+    base = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    rows = []
+    for k in range(count):
+        row = dict(base[k % 5])
+        row.pop("heatmaps", None)
+        row["id"] = f"many/{k:05d}"
+        if row["verdict"] == "error":
+            row["verdict"], row["reasons"] = "accept", []
+        rows.append(row)
+    write_rows(run, rows)
+    return run

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ggtqc.labels import append_label, make_label
-from review_helpers import make_run, serving
+from ggtqc.labels import append_label, make_label, read_labels
+from review_helpers import make_large_run, make_run, serving
 
 CHROMIUM = Path("/usr/bin/chromium-headless-shell")
 if not CHROMIUM.exists():
@@ -238,3 +238,29 @@ def test_a_stopped_server_is_reported_and_the_pair_stays(browser, run):
     showing(page, "p0000")
     page.close()
     assert not label_lines(run)
+
+
+def test_a_few_hundred_pairs_from_the_keyboard_then_a_restart(browser, tmp_path):
+    run = make_large_run(tmp_path, 300)
+    with serving(run, audit_size=300) as (server, _):
+        page = open_page(browser, server.url + "#queue=audit")
+        sync_api.expect(page.locator("#position")).to_have_text("1 / 300")
+        for k in range(250):
+            if k % 4 == 0:
+                page.keyboard.press("5")  # colour shift
+                page.keyboard.press("r")
+            else:
+                page.keyboard.press("a")
+        sync_api.expect(page.locator("#progress")).to_have_text("labelled 250 of 300", timeout=120_000)
+        page.close()  # the browser is closed, then the server stopped
+    with serving(run, audit_size=300) as (server, _):
+        page = open_page(browser, server.url + "#queue=audit")
+        sync_api.expect(page.locator("#position")).to_have_text("251 / 300")
+        sync_api.expect(page.locator("#progress")).to_have_text("labelled 250 of 300")
+        page.close()
+    labels = read_labels(run / "labels.jsonl")
+    assert len(labels.latest) == 250 and not labels.problems
+    consensus = labels.consensus()  # what the calibration reads
+    assert len(consensus) == 250 and all(c["audit"] for c in consensus.values())
+    rejected = [c for c in consensus.values() if c["label"] == "reject"]
+    assert len(rejected) == 63 and all(c["tags"] == ["colour_shift"] for c in rejected)
