@@ -206,7 +206,10 @@ function renderScores(pair) {
   const rows = [];
   const failed = new Set(pair.failed);
   const band = new Set(pair.review);
-  for (const [filter, fields] of Object.entries(pair.scores || {})) {
+  // filters that rejected the pair or put it in the review band come first
+  const flagged = (filter) => [...failed, ...band].some((name) => name.startsWith(`${filter}.`));
+  const entries = Object.entries(pair.scores || {}).sort(([a], [b]) => flagged(b) - flagged(a));
+  for (const [filter, fields] of entries) {
     const head = document.createElement("tr");
     head.innerHTML = `<th colspan="3"></th>`;
     head.firstChild.textContent = filter;
