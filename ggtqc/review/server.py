@@ -244,6 +244,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             route()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the page went away mid-answer: nothing to tell it
         except (NotFound, BadRequest) as e:
             self._send(e.status, _json({"error": str(e)}), "application/json")
         except Exception as e:  # the page shows the message; the server keeps serving

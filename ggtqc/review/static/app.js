@@ -45,7 +45,7 @@ function say(text, error = false) {
 
 // Key actions run one after another, so fast typing labels consecutive pairs in order.
 function later(action) {
-  app.chain = app.chain.then(action).catch((error) => say(`Not saved: ${error.message}`, true));
+  app.chain = app.chain.then(action).catch((error) => say(error.message, true));
   return app.chain;
 }
 
@@ -359,7 +359,12 @@ window.addEventListener("resize", fit);
 
 // ---- labelling -------------------------------------------------------------------------
 async function post(pairId, queue, label, tags, scoresShown) {
-  const answer = await api("/api/label", { id: pairId, queue, label, tags, scores_shown: scoresShown, version: app.version });
+  let answer;
+  try {
+    answer = await api("/api/label", { id: pairId, queue, label, tags, scores_shown: scoresShown, version: app.version });
+  } catch (error) {
+    throw new Error(`Not saved: ${error.message}`);
+  }
   if (answer.conflict) {
     say("Labels were added from another tab or window since this page looked; all are kept (the last per pair and reviewer wins). Reload to see them.");
   } else {
