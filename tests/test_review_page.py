@@ -219,14 +219,16 @@ def test_two_tabs_lose_nothing_and_problems_are_shown(browser, run):
         showing(second, "p0005")
         sync_api.expect(second.locator("#message")).to_contain_text("another tab or window")
         append_label(run / "labels.jsonl", make_label("p0005", "reject", "bo", "review"))  # another reviewer's server
+        append_label(run / "labels.jsonl", make_label("p0000", "reject", "bo", "review"))
         first.reload()
         showing(first, "p0005")
         sync_api.expect(first.locator("#others")).to_have_text("Other reviewers: bo reject")
+        sync_api.expect(first.locator("#agreement")).to_have_text("agreement 100% on 1 pair labelled by two or more of 2 reviewers")  # kappa: undefined on one pair
         first.close()
         second.close()
     lines = (run / "labels.jsonl").read_text().splitlines()
     assert lines[0] == '{"id": "p0000", "lab'  # left as it was, and skipped
-    assert [(r["id"], r["label"]) for r in map(json.loads, lines[1:])] == [("p0000", "accept"), ("p0000", "reject"), ("p0005", "reject")]
+    assert [(r["id"], r["label"]) for r in map(json.loads, lines[1:])] == [("p0000", "accept"), ("p0000", "reject"), ("p0005", "reject"), ("p0000", "reject")]
 
 
 def test_a_stopped_server_is_reported_and_the_pair_stays(browser, run):

@@ -163,7 +163,7 @@ function render() {
   $("#scored").hidden = app.blind;
   const agreement = app.state.agreement;
   $("#agreement").textContent = agreement.shared
-    ? `agreement ${Math.round(agreement.agree * 100)}% on ${agreement.shared} pairs shared by ${agreement.reviewers.length} reviewers`
+    ? `agreement ${Math.round(agreement.agree * 100)}% on ${agreement.shared} pair${agreement.shared === 1 ? "" : "s"} labelled by two or more of ${agreement.reviewers.length} reviewers`
       + agreement.pairs.slice(0, 3).map((p) => (p.kappa === null ? "" : ` · κ ${p.reviewers.join("–")} ${p.kappa.toFixed(2)}`)).join("")
     : "";
   if (!pair) {
