@@ -162,6 +162,7 @@ def test_flicker_zoom_heatmap_and_missing_images(browser, run, shots):
         page.keyboard.down(" ")
         sync_api.expect(page.locator("#pane-a img.hq")).to_be_visible()
         sync_api.expect(page.locator("#pane-a .caption")).to_contain_text("HQ ⇄")
+        page.screenshot(path=shots / "review-flicker.png")
         page.keyboard.up(" ")
         sync_api.expect(page.locator("#pane-a img.lq")).to_be_visible()
         page.keyboard.press("h")

@@ -285,3 +285,15 @@ def test_the_command_serves_a_real_filter_run(tmp_path):
         process.terminate()
         process.wait(timeout=30)
     assert read_labels(out / "labels.jsonl").latest[(pair["id"], "cy")]["queue"] == "audit"
+
+
+def test_a_port_in_use_and_a_heatmap_outside_the_run_are_refused(run):
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    rows[0]["heatmaps"] = {"color": "../pairs/hq/p0000.png"}
+    write_rows(run, rows)
+    with serving(run) as (server, client):
+        assert client.get("/heatmap/color/0")[0] == 404
+        assert client.json("/api/pair?queue=review&index=0")["heatmaps"] == {"color": "/heatmap/color/0"}
+        port = server.server_address[1]
+        with pytest.raises(ReviewError, match=f"port {port} is in use"):
+            make_server(run, "ana", port=port)
