@@ -1,7 +1,7 @@
 """Detection accuracy of ``ggtqc filter`` with every weights-free filter on planted-fault pairs.
 
     python benchmarks/accuracy.py                      # both splits, writes benchmarks/results/accuracy.md
-    python benchmarks/accuracy.py --per-photo 12 --seeds 0,1,2   # the README's numbers
+    python benchmarks/accuracy.py --per-photo 12 --seeds 0,1,2   # docs/accuracy.md's numbers
     python benchmarks/accuracy.py --split heldout --per-photo 1
 
 Builds pairs with ``planted.make_pairs`` in a temporary folder, runs the ``ggtqc`` command

@@ -17,18 +17,20 @@ from pathlib import Path
 import click
 
 from ggtqc import __version__
+from ggtqc.calibrate import CalibrateError, calibrate, thresholds_toml
 from ggtqc.config import ConfigError, load_config
+from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run_filters_with
 from ggtqc.export import ExportError, export_accepted
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import ResultsLog, ResumeError
-from ggtqc.rowlog import LogError
+from ggtqc.results import RESULTS, ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError
+from ggtqc.rowlog import LogError, read_rows, write_atomic
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
 
-USER_ERRORS = (ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (CalibrateError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -89,12 +91,14 @@ def filter_command(
         entry, config = available[name], configs[name]
         instance = entry.cls(**config.settings)
         thresholds = {f.name: config.thresholds.get(f.name, f.threshold) for f in entry.cls.fields}
-        stages.append(Stage(instance, entry, thresholds))
+        stages.append(Stage(instance, entry, thresholds, config.margins))
     torch_device = resolve_device(device)
     check_ready(stages, torch_device, plugins.replace(" ", ""))
 
     limits = DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20))
     run_config = {
+        "row_schema": ROW_SCHEMA,
+        "order": [s.name for s in stages],
         "input": str(source),
         "filters": {s.name: {k: v for k, v in s.describe().items() if k not in ("plugin", "package")} for s in stages},
         "all_scores": all_scores,
@@ -123,12 +127,87 @@ def filter_command(
     )
     counts = summary["verdicts"]
     click.echo(
-        f"{summary['pairs']} pairs: {counts['accept']} accept, {counts['reject']} reject, "
+        f"{summary['pairs']} pairs: {counts['accept']} accept, {counts['review']} review, {counts['reject']} reject, "
         f"{counts['error']} error -> {out / 'results.jsonl'}"
     )
     if export_dir is not None:
         exported = export_accepted(log.rows(), root, export_dir)
         click.echo(f"exported {exported} accepted pairs to {export_dir}")
+
+
+@cli.command("decide")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and margins (as for 'ggtqc filter', or from 'ggtqc calibrate').")
+@click.option("--dry-run", is_flag=True, help="Count how verdicts would change; write nothing.")
+def decide_command(run_dir: Path, config_path: Path | None, dry_run: bool) -> None:
+    """Re-decide a finished run from its stored scores: new thresholds, no re-scoring.
+
+    The previous results.jsonl, run.json and summary.json are kept in RUN/history/<time>/.
+    """
+    result, history = decide_run(run_dir, config_path, dry_run=dry_run)
+    counts = Counter(row["verdict"] for row in result.rows)
+    moved = sorted(((old, new, n) for (old, new), n in result.moves.items() if old != new), key=lambda m: -m[2])
+    click.echo(
+        f"{len(result.rows)} pairs: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+        + f"; {sum(n for *_, n in moved)} changed verdict"
+        + "".join(f"\n  {old} -> {new}: {n}" for old, new, n in moved)
+    )
+    if history is not None:
+        click.echo(f"previous verdicts kept in {history}")
+
+
+@cli.command("calibrate")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--labels", "labels_path", type=click.Path(path_type=Path), help="Labels file (as 'ggtqc review' writes it).  [default: RUN/labels.jsonl]")
+@click.option("--target-accept", default=0.98, show_default=True, type=click.FloatRange(0.5, 0.9999), help="Share of the pairs a person keeps that the thresholds must keep.")
+@click.option("--confidence", default=0.9, show_default=True, type=click.FloatRange(0.5, 0.999), help="Confidence of that claim.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="Folds of the held-out report.")
+@click.option("--out", "-o", "out", type=click.Path(path_type=Path), required=True, help="TOML file to write, for 'ggtqc decide --config' and 'ggtqc filter --config'.")
+def calibrate_command(run_dir: Path, labels_path: Path | None, target_accept: float, confidence: float, folds: int, out: Path) -> None:
+    """Fit a run's thresholds to human labels, with a stated guarantee on the good pairs kept."""
+    from ggtqc.labels import LABELS, read_labels
+
+    run = read_run(run_dir)
+    labels_path = labels_path or run_dir / LABELS
+    if not labels_path.is_file():
+        raise DecideError(f"no labels at {labels_path}; label pairs with 'ggtqc review {run_dir}' or give --labels")
+    labels = read_labels(labels_path)
+    for problem in labels.problems:
+        click.echo(f"warning: {problem}", err=True)
+    rules = Rules.from_run(run["filters"], run.get("order"))
+    rows = {row["id"]: row for row in read_rows(run_dir / RESULTS)}
+    consensus = labels.consensus()
+    unknown = sum(1 for pair_id in consensus if pair_id not in rows)
+    if unknown:
+        click.echo(f"warning: {unknown} labelled ids are not in this run; they are left out", err=True)
+    result = calibrate(rows, consensus, rules, target_accept, confidence, folds)
+    counts = result.counts
+    click.echo(
+        f"labels: {counts['good']} good pairs and {counts['faults']} faults on scored pairs "
+        f"({counts['audit_good']} and {counts['audit_faults']} of them in the audit sample)"
+    )
+    click.echo(result.claim)
+    click.echo(
+        "Only the audit sample (a uniformly random draw of the run) estimates the whole run: the review and rejected "
+        "queues over-represent borderline and disliked pairs, so their labels shape the thresholds but never certify them."
+    )
+    for line in result.lines:
+        click.echo(line)
+    header = [
+        f"ggtqc calibrate {run_dir} --target-accept {target_accept} --confidence {confidence}",
+        result.claim,
+    ]
+    write_atomic(out, thresholds_toml(result, rules, header).encode())
+    click.echo("thresholds (old -> new):")
+    for name, value in result.thresholds.items():
+        filter_name, field_name = name.split(".", 1)
+        old = run["filters"][filter_name]["thresholds"][field_name]
+        click.echo(f"  {name:<28} {old:>10.4g} -> {value:.4g}")
+    moved = redecide(read_rows(run_dir / RESULTS), Rules.from_run(run_filters_with(run, out), run.get("order")))
+    changed = sum(n for (old, new), n in moved.moves.items() if old != new)
+    blocked = f"; {moved.blocked} more need scores never computed (--all-scores)" if moved.blocked else ""
+    click.echo(f"{changed} of this run's {len(moved.rows)} pairs change verdict under them{blocked}")
+    click.echo(f"wrote {out}; apply with: ggtqc decide {run_dir} --config {out}")
 
 
 @cli.command("generate")

@@ -1,7 +1,9 @@
 """Threshold and option overrides from a TOML file (``--config qc.toml``).
 
 One table per filter. Keys are the filter's options; the sub-table ``thresholds`` maps
-field names to numbers, or to ``false`` to record a field without deciding on it::
+field names to numbers, or to ``false`` to record a field without deciding on it; the
+sub-table ``margins`` sets the half-width of a field's review band around its threshold
+(0: no band)::
 
     [resolution]
     expected_scale = 2
@@ -9,6 +11,9 @@ field names to numbers, or to ``false`` to record a field without deciding on it
     [resolution.thresholds]
     hq_short_side = 512
     aspect_error = false
+
+    [color.margins]
+    cast = 1.0
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class ConfigError(Exception):
 class FilterConfig:
     settings: dict[str, bool | int | float | str] = field(default_factory=dict)
     thresholds: dict[str, float | None] = field(default_factory=dict)
+    margins: dict[str, float] = field(default_factory=dict)
 
 
 def load_config(path: Path | None, filters: dict[str, type[Filter]]) -> dict[str, FilterConfig]:
@@ -61,24 +67,34 @@ def load_config(path: Path | None, filters: dict[str, type[Filter]]) -> dict[str
 
 def _filter_config(path: Path, name: str, table: dict, cls: type[Filter]) -> FilterConfig:
     config = FilterConfig()
+    fields = {f.name: f for f in cls.fields}
     for key, value in table.items():
-        if key == "thresholds":
+        if key in ("thresholds", "margins"):
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: '{name}.thresholds' must be a table ([{name}.thresholds])")
-            fields = {f.name: f for f in cls.fields}
-            for field_name, threshold in value.items():
-                where = f"{name}.thresholds.{field_name}"
+                raise ConfigError(f"{path}: '{name}.{key}' must be a table ([{name}.{key}])")
+            for field_name, number in value.items():
+                where = f"{name}.{key}.{field_name}"
                 if field_name not in fields:
                     raise ConfigError(f"{path}: {_unknown(f'field of {name}', field_name, fields)}")
-                if threshold is False:
+                if key == "thresholds" and number is False:
                     config.thresholds[field_name] = None
-                elif _is_number(threshold) and math.isfinite(threshold):
-                    config.thresholds[field_name] = float(threshold)
+                elif not (_is_number(number) and math.isfinite(number)):
+                    hint = "a number, or false to record only" if key == "thresholds" else "a number >= 0"
+                    raise ConfigError(f"{path}: {where} = {number!r}; give {hint}")
+                elif key == "thresholds":
+                    config.thresholds[field_name] = float(number)
+                elif number < 0:
+                    raise ConfigError(f"{path}: {where} = {number!r}; a margin is >= 0 (0: no review band)")
                 else:
-                    raise ConfigError(f"{path}: {where} = {threshold!r}; give a number, or false to record only")
+                    config.margins[field_name] = float(number)
             continue
         if key not in cls.options:
-            known = dict(cls.options, thresholds=None)
+            if key in fields:
+                raise ConfigError(
+                    f"{path}: '{key}' is a field of {name}, not an option; "
+                    f"its threshold goes in [{name}.thresholds] as {key} = {value!r}"
+                )
+            known = dict(cls.options, thresholds=None, margins=None)
             raise ConfigError(f"{path}: {_unknown(f'option of {name}', key, known)}")
         config.settings[key] = _check_option(path, f"{name}.{key}", value, cls.options[key])
     return config

@@ -11,7 +11,6 @@ apply); it is written as ``null`` and never decides a verdict.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,28 +33,37 @@ class Field:
     threshold: float | None
     """Default threshold; ``None`` records the score without deciding on it."""
     help: str = ""
+    margin: float | None = None
+    """Half-width of the review band around the threshold, in the field's unit: a score
+    this close to the threshold, on either side, sends the pair to review. ``None`` takes
+    ``ggtqc.decide.DEFAULT_MARGIN`` of the threshold; 0 makes the threshold a hard limit."""
 
     def __post_init__(self) -> None:
         if self.better not in ("higher", "lower"):
             raise ValueError(f"field {self.name!r}: better must be 'higher' or 'lower', not {self.better!r}")
 
-    def fails(self, value: float, threshold: float | None) -> bool:
-        if threshold is None or math.isnan(value):
-            return False
-        return value < threshold if self.better == "higher" else value > threshold
-
 
 @dataclass(frozen=True)
 class Scores:
-    """What ``score`` may return instead of a plain mapping: the fields, plus heatmaps.
+    """What ``score`` may return instead of a plain mapping: the fields, plus heatmaps and
+    the pairs the filter cannot judge.
 
     ``heatmaps[i]`` is a 2-D float map of pair ``i`` at the LQ's aspect, 0 where the pair
     agrees and about 1 where it disagrees completely (or None). The host saves it as an
-    image for pairs that this filter rejects.
+    image for pairs that this filter rejects or sends to review.
+
+    ``unsure[i]``, where not None, says in a few words why the filter's scores of pair ``i``
+    cannot be trusted (say, too little structure to align on). Unless another field rejects
+    it, the pair goes to review with that reason.
+
+    ``notes[i]``, where not None, is one sentence about pair ``i`` for people (a judge's
+    reason, say); it is kept on the row and shown in its ``reasons`` as ``<filter>: <note>``.
     """
 
     values: Mapping[str, Sequence[float]]
     heatmaps: Sequence[np.ndarray | None] | None = None
+    unsure: Sequence[str | None] | None = None
+    notes: Sequence[str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ class Filter:
     gpu: ClassVar[Literal["unused", "optional", "required"]] = "unused"
     cost: ClassVar[float] = 1.0
     """Relative cost per pair; the host runs cheap filters first."""
+    settles_review: ClassVar[bool] = False
+    """A second opinion on borderline pairs (a VLM judge): where this filter scores a pair
+    without rejecting it or finding it borderline, the review bands of earlier filters are
+    settled and the pair is accepted."""
 
     def __init__(self, **settings: bool | int | float | str) -> None:
         unknown = sorted(set(settings) - set(self.options))
@@ -100,6 +112,12 @@ class Filter:
     def score(self, batch: Batch) -> Mapping[str, Sequence[float]] | Scores:
         """Return ``{field name: one number per pair in batch}``, or :class:`Scores`."""
         raise NotImplementedError
+
+    def wants(self, verdict_so_far: str) -> bool | None:
+        """Whether to score a pair whose earlier filters give ``verdict_so_far`` (accept,
+        review or reject). None, the default, leaves it to the host: every pair not yet
+        rejected, and every pair with ``--all-scores``."""
+        return None
 
 
 class PairFilter(Filter):

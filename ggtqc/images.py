@@ -1,6 +1,6 @@
 """One decoder for both sides of a pair, with the same rules for each.
 
-Rules (the README repeats them):
+Rules (docs/usage.md repeats them):
 - EXIF orientation is applied, so LQ and HQ are compared as a viewer shows them.
 - Grayscale becomes three equal channels; palette images are expanded.
 - Alpha is discarded: stored RGB values are kept, not composited over a background,

@@ -37,7 +37,7 @@ class Progress:
         rate = scored / max(now - self.started, 1e-9)
         line = (
             f"{self.done_before + scored}/{self.total} pairs  {rate:.1f} pairs/s  "
-            f"accept {self.counts['accept']}  reject {self.counts['reject']}  error {self.counts['error']}"
+            f"accept {self.counts['accept']}  review {self.counts['review']}  reject {self.counts['reject']}  error {self.counts['error']}"
         )
         self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
         self.stream.flush()

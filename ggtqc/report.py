@@ -41,6 +41,7 @@ class Picked:
     """Pairs shown in each section, in section order."""
 
     by_field: dict[str, list[dict[str, Any]]]
+    by_review: dict[str, list[dict[str, Any]]]
     by_error: dict[str, list[dict[str, Any]]]
     accepted: list[dict[str, Any]]
     error_totals: dict[str, int]
@@ -56,12 +57,16 @@ def spread(items: Sequence[Any], count: int) -> list[Any]:
 
 def pick(rows: Sequence[dict[str, Any]], per_reason: int, accepted: int) -> Picked:
     by_field: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_review: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_error: dict[str, list[dict[str, Any]]] = defaultdict(list)
     kept = []
     for row in sorted(rows, key=lambda r: r["id"]):
         if row["verdict"] == "reject":
             for name in row.get("failed", ()):
                 by_field[name].append(row)
+        elif row["verdict"] == "review":
+            for name in row.get("review", ()):
+                by_review[name].append(row)
         elif row["verdict"] == "error":
             by_error[_error_kind(row)].append(row)
         else:
@@ -69,6 +74,7 @@ def pick(rows: Sequence[dict[str, Any]], per_reason: int, accepted: int) -> Pick
     order = lambda groups: sorted(groups, key=lambda k: (-len(groups[k]), k))  # noqa: E731  most common first
     return Picked(
         {name: spread(by_field[name], per_reason) for name in order(by_field)},
+        {name: spread(by_review[name], per_reason) for name in order(by_review)},
         {kind: spread(by_error[kind], per_reason) for kind in order(by_error)},
         spread(kept, accepted),
         {kind: len(group) for kind, group in by_error.items()},
@@ -90,7 +96,8 @@ def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, 
     except LogError as e:
         raise ReportError(str(e)) from None
     picked = pick(rows, per_reason, accepted)
-    shown = {row["id"]: row for group in (*picked.by_field.values(), *picked.by_error.values(), picked.accepted) for row in group}
+    groups = (*picked.by_field.values(), *picked.by_review.values(), *picked.by_error.values(), picked.accepted)
+    shown = {row["id"]: row for group in groups for row in group}
     (out / THUMBS).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         thumbs = dict(zip(shown, pool.map(lambda row: _thumbs(row, root, out), shown.values())))
@@ -163,6 +170,13 @@ def _page(qc: Path, out: Path, run: dict[str, Any], counts: dict[str, Any], pick
         filter_name = name.split(".", 1)[0]
         parts.append(f"<h2 id='{esc(name)}'>{esc(name)}: {_count_pairs(counts['rejected_by'][name])} ({len(rows)} shown)</h2>")
         parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, filter_name) for row in rows)
+    if picked.by_review:
+        parts.append("<h2>In review</h2><p>Pairs whose scores lie within a field's review margin of its threshold, "
+                     "or that a filter could not judge: <code>ggtqc review</code> is where a person decides them.</p>")
+        for name, rows in picked.by_review.items():
+            filter_name = name.split(".", 1)[0]
+            parts.append(f"<h3 id='review-{esc(name)}'>{esc(name)}: {_count_pairs(counts['review_by'][name])} ({len(rows)} shown)</h3>")
+            parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, filter_name) for row in rows)
     if picked.by_error:
         parts.append("<h2>Errors</h2>")
         for kind, rows in picked.by_error.items():
@@ -172,6 +186,13 @@ def _page(qc: Path, out: Path, run: dict[str, Any], counts: dict[str, Any], pick
     parts.extend(_pair_html(row, thumbs[row["id"]], heatmap_base, None) for row in picked.accepted)
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _number(value: Any) -> str:
+    """A score as the page shows it: a dash for a score that was not measured."""
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _count_pairs(count: int) -> str:
@@ -192,7 +213,7 @@ def _pair_html(row: dict[str, Any], thumbs: dict[str, str], heatmap_base: Path, 
         source = urllib.parse.quote((heatmap_base / heatmap).as_posix())  # the file is named by the pair id
         images.append(f"<img src='{esc(source)}' alt='heatmap' title='{esc(filter_name)} heatmap'>")
     scores = row.get("scores", {}).get(filter_name, {}) if filter_name else {}
-    score_text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+    score_text = ", ".join(f"{k} {_number(v)}" for k, v in scores.items())
     return (
         f"<div class='pair'><div class='id'>{esc(row['id'])}</div>{''.join(images)}"
         f"<div class='why'>{esc('; '.join(row['reasons']))}</div>"

@@ -1,7 +1,8 @@
 """The results folder: a crash-safe row log, the run's configuration, and a summary.
 
-- ``run.json``: what decides the results (filters, versions, options, thresholds, input).
-  A rerun with the same configuration resumes; a different one needs ``--fresh``.
+- ``run.json``: what decides the results (filters in the order they run, versions,
+  options, thresholds and review margins with fields in declared order, input). A rerun
+  with the same configuration resumes; a different one needs ``--fresh``.
 - ``results.jsonl``: one JSON object per pair, appended and flushed to disk batch by
   batch (``ggtqc.rowlog``). A rerun skips the ids already there; a half-written last line
   is cut off before appending, so every pair ends with exactly one row.
@@ -30,6 +31,10 @@ HEATMAPS = "heatmaps"
 HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
+ROW_SCHEMA = 2
+"""Row schema 2 added the ``review`` verdict and the ``review``, ``unsure`` and ``errors``
+keys; schema 1 rows (no ``row_schema`` in run.json) have accept, reject and error only and
+are read alike."""
 
 
 class ResumeError(Exception):
@@ -57,7 +62,7 @@ class ResultsLog:
         elif self.path.exists() and self.path.stat().st_size:
             raise ResumeError(f"{self.path} exists without {RUN}; rerun with --fresh or choose another --out")
         else:
-            write_atomic(run_path, (json.dumps(run_config, indent=2, sort_keys=True) + "\n").encode())
+            write_atomic(run_path, (json.dumps(run_config, indent=2) + "\n").encode())
         self.log = RowLog(self.path)
         try:
             self.done = {row["id"] for row in self.log.rows()}
@@ -98,19 +103,25 @@ def error_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
+VERDICTS = ("accept", "review", "reject", "error")
+
+
 def count_rows(rows) -> dict[str, Any]:
     verdicts: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    review: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     for row in rows:
         verdicts[row["verdict"]] += 1
         failed.update(row.get("failed", ()))
+        review.update(row.get("review", ()))
         if row["verdict"] == "error":
-            errors.update(error_kind(reason) for reason in row["reasons"])
+            errors.update(error_kind(reason) for reason in row.get("errors", row["reasons"]))
     return {
         "pairs": sum(verdicts.values()),
-        "verdicts": {v: verdicts[v] for v in ("accept", "reject", "error")},
+        "verdicts": {v: verdicts[v] for v in VERDICTS},
         "rejected_by": dict(failed.most_common()),
+        "review_by": dict(review.most_common()),
         "errors": dict(errors.most_common()),
     }
 

@@ -1,7 +1,8 @@
 """The batched runner: load → score → decide → write, one batch at a time.
 
-Filters run cheap first. Unless ``all_scores`` is set, a pair rejected by one filter is
-not scored by the later ones. A filter that raises on a batch is retried pair by pair, so
+Filters run cheap first, and each filter's scores are judged as they arrive
+(``ggtqc.decide``). Unless ``all_scores`` is set, a pair rejected by one filter is not
+scored by the later ones; a pair in a review band is. A filter that raises on a batch is retried pair by pair, so
 only the pairs it really fails on become ``error`` rows, each naming the filter. Filters
 that score pair by pair may spread a batch over ``workers`` threads (``Batch.map``).
 
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from ggtqc.batch import Batch, LoadedPair, chunks, load_batches, load_pair
+from ggtqc.decide import RowDecider, Rules, default_margin
 from ggtqc.filters import Filter, Scores
 from ggtqc.host import Entry, PluginError
 from ggtqc.images import DecodeLimits
@@ -48,6 +50,8 @@ class Stage:
     filter: Filter
     entry: Entry
     thresholds: dict[str, float | None]
+    margins: dict[str, float] = field(default_factory=dict)
+    """Review margins set by the config; other fields take their declared or default margin."""
     seconds: float = 0.0
     pairs: int = 0
 
@@ -62,8 +66,16 @@ class Stage:
             "package": self.entry.package,
             "settings": dict(sorted(self.filter.settings.items())),
             "thresholds": {f.name: self.thresholds[f.name] for f in self.filter.fields},
+            "margins": {
+                f.name: self.margins.get(f.name, default_margin(self.thresholds[f.name], f.margin)) for f in self.filter.fields
+            },
             "better": {f.name: f.better for f in self.filter.fields},
+            **({"settles_review": True} if self.filter.settles_review else {}),
         }
+
+
+def rules_of(stages: Sequence[Stage]) -> Rules:
+    return Rules.from_run({s.name: s.describe() for s in stages}, [s.name for s in stages])
 
 
 @dataclass
@@ -216,7 +228,9 @@ def score_batch(
     device: torch.device,
     executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
+    rules = rules_of(stages)
     rows = [_row(item) for item in loaded]
+    deciders = [RowDecider(rules, [item.error] if item.error else []) for item in loaded]
     decoded = [i for i, item in enumerate(loaded) if item.error is None]
     batch = Batch(
         [loaded[i].pair.id for i in decoded],
@@ -226,59 +240,56 @@ def score_batch(
         executor=executor,
     )
     for stage in stages:
-        todo = [j for j, i in enumerate(decoded) if _still_scored(rows[i], all_scores)]
+        todo = [j for j, i in enumerate(decoded) if _wanted(stage.filter, deciders[i], all_scores)]
         if not todo:
             continue
         started = time.perf_counter()
         for j, result in _score(stage, batch, todo):
-            row = rows[decoded[j]]
+            i = decoded[j]
             if isinstance(result, str):
-                if row["verdict"] != "reject":  # a rejection stands; a later filter's failure only adds a reason
-                    row["verdict"] = "error"
-                row["reasons"].append(result)
+                deciders[i].add_error(result)
                 continue
-            scores, heatmap = result
-            row["scores"][stage.name] = {k: (v if math.isfinite(v) else None) for k, v in scores.items()}
-            rejected_here = False
-            for f in stage.filter.fields:
-                threshold = stage.thresholds[f.name]
-                if f.fails(scores[f.name], threshold):
-                    sign = "<" if f.better == "higher" else ">"
-                    row["verdict"] = "reject"
-                    row["failed"].append(f"{stage.name}.{f.name}")
-                    row["reasons"].append(f"{stage.name}.{f.name} {scores[f.name]:.4g} {sign} {threshold:.4g}")
-                    rejected_here = True
-            if rejected_here and heatmap is not None:
-                row.setdefault("heatmaps", {})[stage.name] = heatmap
+            scores, heatmap, unsure, note = result
+            rows[i]["scores"][stage.name] = {k: (v if math.isfinite(v) else None) for k, v in scores.items()}
+            before = len(deciders[i].failed) + len(deciders[i].review)
+            deciders[i].add_scores(stage.name, rows[i]["scores"][stage.name], unsure, note)
+            if heatmap is not None and len(deciders[i].failed) + len(deciders[i].review) > before:
+                rows[i].setdefault("heatmaps", {})[stage.name] = heatmap
         stage.seconds += time.perf_counter() - started
         stage.pairs += len(todo)
-    for row in rows:
-        if row["verdict"] == "pending":
-            row["verdict"] = "accept"
-        if row["verdict"] != "reject":
-            del row["failed"]
+    for row, decider in zip(rows, deciders):
+        apply_decision(row, decider)
     return rows
 
 
-def _still_scored(row: dict[str, Any], all_scores: bool) -> bool:
-    return row["verdict"] == "pending" or (all_scores and row["verdict"] == "reject")
+def _wanted(filter: Filter, decider: RowDecider, all_scores: bool) -> bool:
+    """Whether a filter scores a pair: the filter's own choice by the verdict so far, else
+    every pair not yet rejected or failed (every pair, with ``all_scores``)."""
+    if decider.errors and not all_scores:
+        return False
+    wants = filter.wants(decider.so_far)
+    return wants if wants is not None else all_scores or not decider.stopped
+
+
+def apply_decision(row: dict[str, Any], decider: RowDecider) -> None:
+    """Write a decision into a row: ``verdict`` and ``reasons`` always; ``failed``,
+    ``review``, ``unsure`` and ``notes`` where not empty."""
+    decision = decider.decision()
+    row["verdict"], row["reasons"] = decision.verdict, decision.reasons
+    for key, value in (("failed", decision.failed), ("review", decision.review), ("unsure", decider.unsure), ("notes", decider.notes)):
+        if value:
+            row[key] = value
+        else:
+            row.pop(key, None)
 
 
 def _row(item: LoadedPair) -> dict[str, Any]:
     pair = item.pair
-    return {
-        "id": pair.id,
-        "lq": pair.relative(pair.lq),
-        "hq": pair.relative(pair.hq),
-        "verdict": "error" if item.error else "pending",
-        "reasons": [item.error] if item.error else [],
-        "failed": [],
-        "scores": {},
-    }
+    return {"id": pair.id, "lq": pair.relative(pair.lq), "hq": pair.relative(pair.hq), "verdict": "pending", "reasons": [], "scores": {}}
 
 
 def _score(stage: Stage, batch: Batch, todo: list[int]):
-    """Yield ``(index, ({field: value}, heatmap))`` per pair in ``todo``, or ``(index, reason)``.
+    """Yield ``(index, ({field: value}, heatmap, unsure, note))`` per pair in ``todo``, or ``(index, reason)``.
 
     A failing batch is retried pair by pair to find the pairs that really fail.
     """
@@ -294,15 +305,23 @@ def _score(stage: Stage, batch: Batch, todo: list[int]):
         yield from _score(stage, batch, [j])
 
 
-def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndarray | None]]:
+def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndarray | None, str | None, str | None]]:
     """Call the filter and check that it kept the contract."""
     out = stage.filter.score(batch)
     heatmaps: Sequence = [None] * len(batch)
+    unsure: Sequence = [None] * len(batch)
+    notes: Sequence = [None] * len(batch)
     if isinstance(out, Scores):
         if out.heatmaps is not None:
             heatmaps = list(out.heatmaps)
             if len(heatmaps) != len(batch):
                 raise ValueError(f"score() returned {len(heatmaps)} heatmaps for {len(batch)} pairs")
+        for name, given in (("unsure", out.unsure), ("notes", out.notes)):
+            if given is not None:
+                texts = [str(text) if text else None for text in given]
+                if len(texts) != len(batch):
+                    raise ValueError(f"score() returned {len(texts)} {name} for {len(batch)} pairs")
+                unsure, notes = (texts, notes) if name == "unsure" else (unsure, texts)
         out = out.values
     if not isinstance(out, Mapping):
         raise TypeError(f"score() returned {type(out).__name__}, not a mapping of field -> values")
@@ -317,7 +336,7 @@ def _checked(stage: Stage, batch: Batch) -> list[tuple[dict[str, float], np.ndar
         if array.shape[0] != len(batch):
             raise ValueError(f"score() returned {array.shape[0]} values of {name!r} for {len(batch)} pairs")
         columns[name] = array.tolist()
-    return [({name: columns[name][k] for name in columns}, heatmaps[k]) for k in range(len(batch))]
+    return [({name: columns[name][k] for name in columns}, heatmaps[k], unsure[k], notes[k]) for k in range(len(batch))]
 
 
 def _first_line(error: Exception) -> str:

@@ -22,12 +22,12 @@ class Resolution(PairFilter):
     version = "1"
     cost = 0.0
     fields = (
-        Field("lq_short_side", "higher", 64, "shorter LQ side, px"),
-        Field("hq_short_side", "higher", 256, "shorter HQ side, px"),
-        Field("hq_long_side", "lower", 8192, "longer HQ side, px"),
-        Field("scale", "higher", 1.0, "HQ/LQ size ratio on the tighter axis"),
-        Field("aspect_error", "lower", 0.02, "|ln(aspect HQ / aspect LQ)|"),
-        Field("scale_error", "lower", 0.01, "|scale - expected_scale| / expected_scale"),
+        Field("lq_short_side", "higher", 64, "shorter LQ side, px", margin=0),
+        Field("hq_short_side", "higher", 256, "shorter HQ side, px", margin=0),
+        Field("hq_long_side", "lower", 8192, "longer HQ side, px", margin=0),
+        Field("scale", "higher", 1.0, "HQ/LQ size ratio on the tighter axis", margin=0),
+        Field("aspect_error", "lower", 0.02, "|ln(aspect HQ / aspect LQ)|", margin=0),
+        Field("scale_error", "lower", 0.01, "|scale - expected_scale| / expected_scale", margin=0),
     )
     options = {"expected_scale": 0.0}
 

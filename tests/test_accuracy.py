@@ -12,20 +12,20 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import accuracy  # noqa: E402
 import planted  # noqa: E402
 
-TARGET = 0.95  # honest acceptance and clear-strength recall (README: Detection accuracy)
+TARGET = 0.95  # honest acceptance and clear-strength recall (docs/accuracy.md)
 # Faults whose pooled clear recall (benchmarks/results/accuracy.md, three seeds) is within a
 # few pairs of the target (0.95 to 0.98): on 8 pairs one miss is chance, so they are held to a
 # floor that one or two misses pass, and the pooled benchmark measures the target.
 KNOWN_GAPS = {
-    "removed_content": "content removed under heavy snow or in the dark is partly missed (README: known gaps)",
-    "color_shift": "a cast along the photo's dominant hue reads partly as saturation (README: known gaps)",
+    "removed_content": "content removed under heavy snow or in the dark is partly missed (docs/accuracy.md: known gaps)",
+    "color_shift": "a cast along the photo's dominant hue reads partly as saturation (docs/accuracy.md: known gaps)",
 }
 GAP_FLOOR = 0.75
 
 
 @pytest.fixture(scope="module")
 def result():
-    return accuracy.evaluate("calibration", per_photo=1, seeds=(0, 1))  # two seeds pooled, as the README's numbers are
+    return accuracy.evaluate("calibration", per_photo=1, seeds=(0, 1))  # two seeds pooled, as docs/accuracy.md's numbers are
 
 
 def recall(result, fault, strength="clear"):

@@ -67,9 +67,11 @@ def test_summary_counts_verdicts_and_reasons(tmp_path):
         row("a"),
         {**row("b", "reject"), "failed": ["resolution.scale"], "reasons": ["resolution.scale 0.5 < 1"]},
         {**row("c", "error"), "reasons": ["hq: corrupt image data (broken data stream)"]},
+        {**row("d", "review"), "review": ["color.cast"], "reasons": ["color.cast 6.2 within review margin 0.65 of 6.5"]},
     ])  # fmt: skip
     summary = log.write_summary({"extra": 1})
-    assert summary["verdicts"] == {"accept": 1, "reject": 1, "error": 1}
+    assert summary["verdicts"] == {"accept": 1, "review": 1, "reject": 1, "error": 1}
     assert summary["rejected_by"] == {"resolution.scale": 1}
+    assert summary["review_by"] == {"color.cast": 1}
     assert summary["errors"] == {"hq: corrupt image data": 1}
     assert json.loads((tmp_path / "summary.json").read_text()) == summary

@@ -1,0 +1,29 @@
+"""The held-out benchmark's pairs: every family and fault kind, labelled with the fields that should fire."""
+
+import json
+import sys
+
+import cv2
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import heldout  # noqa: E402
+
+
+def test_pairs_cover_every_family_and_fault_with_labels(tmp_path):
+    labels = heldout.make_pairs(tmp_path, per_photo=1, seed=0, photos=("garden",))
+    assert [l["what"] for l in labels] == list(heldout.HONEST) + list(heldout.FAULTS)
+    assert [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()] == labels
+    for label in labels:
+        lq, hq = (cv2.imread(str(tmp_path / side / f"{label['id']}.png")) for side in ("lq", "hq"))
+        assert hq.shape[0] == lq.shape[0] * label["scale"] and hq.shape[1] == lq.shape[1] * label["scale"]
+        assert label["kind"] == "honest" or set(label["expect_fields"]) == set(heldout.EXPECT[label["what"]])
+
+
+def test_photos_are_none_of_the_calibration_sets():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import planted
+
+    used = {name.split(":")[-1] for names in planted.SPLITS.values() for name in names}
+    assert not used & set(heldout.PHOTOS)
