@@ -267,3 +267,22 @@ def test_a_few_hundred_pairs_from_the_keyboard_then_a_restart(browser, tmp_path)
     assert len(consensus) == 250 and all(c["audit"] for c in consensus.values())
     rejected = [c for c in consensus.values() if c["label"] == "reject"]
     assert len(rejected) == 63 and all(c["tags"] == ["colour_shift"] for c in rejected)
+
+
+def test_results_rewritten_while_the_page_is_open(browser, run):
+    with serving(run) as (server, _):
+        page = open_page(browser, server.url)
+        showing(page, "p0000")
+        rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+        for row in rows:
+            if row["id"] == "p0000":
+                row.update(verdict="accept", review=[])
+        (run / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(run / "new.jsonl", run / "results.jsonl")  # as 'ggtqc decide' does
+        page.keyboard.press("a")  # the label is by id, so it lands on the pair shown
+        sync_api.expect(page.locator("#message")).to_contain_text("the queues were rebuilt")
+        showing(page, "p0005")  # the review band is now p0005, p0010, p0015
+        sync_api.expect(page.locator("#position")).to_have_text("1 / 3")
+        page.close()
+        assert not page.errors
+    assert [(r["id"], r["label"]) for r in label_lines(run)] == [("p0000", "accept")]

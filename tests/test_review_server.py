@@ -297,3 +297,20 @@ def test_a_port_in_use_and_a_heatmap_outside_the_run_are_refused(run):
         port = server.server_address[1]
         with pytest.raises(ReviewError, match=f"port {port} is in use"):
             make_server(run, "ana", port=port)
+
+
+def test_results_rewritten_by_decide_rebuild_the_queues_and_keep_the_labels(run):
+    with serving(run) as (_, client):
+        client.post("/api/label", {"id": "p0000", "queue": "review", "label": "accept"})
+        rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+        for row in rows:
+            if row["verdict"] == "review":
+                row.update(verdict="accept", review=[])
+        (run / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+        os.replace(run / "new.jsonl", run / "results.jsonl")  # as 'ggtqc decide' does
+        state = client.json("/api/state")
+        queues = {q["name"]: q for q in state["queues"]}
+        assert state["generation"] == 1 and "queues were rebuilt" in state["problems"][0]
+        assert queues["review"]["size"] == 0 and queues["accepted"]["size"] == 5 and queues["accepted"]["labelled"] == 1
+        pair = client.json("/api/pair?queue=accepted&index=0")
+        assert pair["id"] == "p0010" and pair["generation"] == 1  # the new file order

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from array import array
 from pathlib import Path
@@ -71,6 +72,7 @@ class RunIndex:
     def _scan(self, results: Path) -> None:
         offset = 0
         with results.open("rb") as f:
+            self.identity = _identity(os.fstat(f.fileno()))
             for line_number, raw in enumerate(f, 1):
                 start, offset = offset, offset + len(raw)
                 if not raw.endswith(b"\n") or not raw.strip():
@@ -145,6 +147,18 @@ class RunIndex:
             f.seek(self.offsets[number])
             return json.loads(f.readline())
 
+    def replaced(self) -> bool:
+        """Whether ``results.jsonl`` is another file now (``ggtqc decide`` or ``filter --fresh``
+        rewrote it), so the offsets no longer point at its rows."""
+        try:
+            return _identity((self.run / RESULTS).stat()) != self.identity
+        except FileNotFoundError:
+            return False
+
     def image_path(self, row: dict[str, Any], side: str) -> Path | None:
         relative = row.get(side)
         return self.root / relative if isinstance(relative, str) and relative else None
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino

@@ -57,9 +57,27 @@ class ReviewApp:
 
     def __init__(self, run: Path, reviewer: str, audit_size: int = 1000) -> None:
         self.index = RunIndex(run, audit_size)
+        self.audit_size = audit_size
+        self.generation = 0  # how often the index was rebuilt: the page starts over when it changes
+        self.notices: list[str] = []
         self.reviewer = reviewer
         self.labels = LabelStore(run / LABELS)
         self.lock = threading.Lock()
+
+    def current(self) -> None:
+        """Rebuild the index when ``results.jsonl`` was replaced; labels are by id and stay."""
+        if not self.index.replaced():
+            return
+        with self.lock:
+            if not self.index.replaced():
+                return
+            try:
+                index = RunIndex(self.index.run, self.audit_size)
+            except ReviewError as e:
+                self.notices = [f"results.jsonl was replaced and cannot be read yet ({e}); showing the old rows"]
+                return
+            self.index, self.generation = index, self.generation + 1
+            self.notices = ["results.jsonl was rewritten (by 'ggtqc decide' or 'filter --fresh'?): the queues were rebuilt"]
 
     # -- reading -------------------------------------------------------------------------
     def labelled(self, queue: str, pair_id: str, mine: dict[str, dict[str, Any]]) -> bool:
@@ -77,6 +95,7 @@ class ReviewApp:
         return {"size": len(rows), "labelled": sum(done), "first_unlabelled": first}
 
     def state(self) -> dict[str, Any]:
+        self.current()
         with self.lock:
             self.labels.refresh()
             queues = [{"name": q, "title": self.index.title(q), **self.progress(q)} for q in self.index.queues]
@@ -87,6 +106,7 @@ class ReviewApp:
                 "rows": len(self.index.ids),
                 "reviewer": self.reviewer,
                 "version": self.labels.version,
+                "generation": self.generation,
                 "queues": queues,
                 "tags": list(TAGS),
                 "thresholds": {
@@ -97,10 +117,11 @@ class ReviewApp:
                 "agreement": agreement(self.labels.mine),
                 "audit_seed": self.index.seed,
                 "audit_note": AUDIT_NOTE,
-                "problems": self.index.problems[:20] + self.labels.notes()[:20],
+                "problems": self.notices + self.index.problems[:20] + self.labels.notes()[:20],
             }
 
     def queue_slice(self, name: str, offset: int, limit: int) -> dict[str, Any]:
+        self.current()
         rows = self._queue(name)
         with self.lock:
             self.labels.refresh()
@@ -113,6 +134,7 @@ class ReviewApp:
         return {"name": name, "size": len(rows), "offset": offset, "items": items}
 
     def pair(self, queue: str, index: int) -> dict[str, Any]:
+        self.current()
         rows = self._queue(queue)
         if not 0 <= index < len(rows):
             raise NotFound(f"queue {queue!r} has {len(rows)} pairs; there is no pair {index}")
@@ -148,10 +170,12 @@ class ReviewApp:
                 "mine": self.labels.labels_of(self.reviewer).get(row["id"]),
                 "others": self.labels.others(row["id"], self.reviewer),
                 "version": self.labels.version,
+                "generation": self.generation,
                 **self.progress(queue),
             }
 
     def image(self, side: str, number: int) -> tuple[bytes, str]:
+        self.current()
         row = self._row(number)
         path = self.index.image_path(row, side)
         if path is None:
@@ -171,6 +195,7 @@ class ReviewApp:
         return encoded.tobytes(), "image/png"
 
     def heatmap(self, name: str, number: int) -> tuple[bytes, str]:
+        self.current()
         row = self._row(number)
         relative = (row.get("heatmaps") or {}).get(name)
         path = (self.index.run / relative).resolve() if isinstance(relative, str) else None
@@ -180,6 +205,7 @@ class ReviewApp:
 
     # -- writing -------------------------------------------------------------------------
     def label(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.current()
         pair_id, queue = body.get("id"), body.get("queue")
         if pair_id not in self.index.number:
             raise BadRequest(f"no pair {pair_id!r} in this run")
@@ -203,7 +229,7 @@ class ReviewApp:
                 raise BadRequest(str(e)) from None
             conflict = body.get("version") is not None and body.get("version") != self.labels.version
             self.labels.append(record)
-            return {"record": record, "version": self.labels.version, "conflict": conflict, **self.progress(queue)}
+            return {"record": record, "version": self.labels.version, "generation": self.generation, "conflict": conflict, **self.progress(queue)}
 
     # -- helpers -------------------------------------------------------------------------
     def _queue(self, name: str) -> list[int]:

@@ -102,7 +102,17 @@ async function show() {
     render();
     return;
   }
-  const pair = await api(`/api/pair?queue=${encodeURIComponent(app.queue)}&index=${app.index}`);
+  let pair;
+  try {
+    pair = await api(`/api/pair?queue=${encodeURIComponent(app.queue)}&index=${app.index}`);
+  } catch (error) {
+    if (await rebuilt()) return;
+    throw error;
+  }
+  if (pair.generation !== app.state.generation) {
+    await start();  // the results were rewritten: queues changed, start over at the first unlabelled pair
+    return;
+  }
   app.pair = pair;
   app.version = pair.version;
   Object.assign(info, { labelled: pair.labelled, first_unlabelled: pair.first_unlabelled });
@@ -111,6 +121,13 @@ async function show() {
   loadImages(pair);
   render();
   prefetch(app.index + 1);
+}
+
+async function rebuilt() {
+  const state = await api("/api/state").catch(() => null);
+  if (!state || state.generation === app.state.generation) return false;
+  await start();
+  return true;
 }
 
 async function prefetch(index) {
