@@ -421,6 +421,41 @@ def plugins_command(as_json: bool) -> None:
         click.echo(f"failed to load {name}: {reason}")
 
 
+@cli.command("review")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--reviewer", help="Your name in the labels.  [default: your login name]")
+@click.option("--audit", "audit_size", default=1000, show_default=True, type=click.IntRange(min=1), help="Pairs in the random audit sample.")
+@click.option("--no-open", is_flag=True, help="Do not open a browser; just print the address.")
+def review_command(run_dir: Path, port: int, reviewer: str | None, audit_size: int, no_open: bool) -> None:
+    """Look at the pairs of a results folder in the browser and label them (RUN/labels.jsonl)."""
+    import getpass
+    import webbrowser
+
+    from ggtqc.review import ReviewError, make_server
+
+    try:
+        name = reviewer or getpass.getuser()
+    except (KeyError, OSError):
+        name = "reviewer"
+    try:
+        server = make_server(run_dir.resolve(), name.strip() or "reviewer", port, audit_size)
+    except ReviewError as e:
+        click.echo(f"ggtqc: {e}", err=True)
+        raise click.exceptions.Exit(2) from None
+    click.echo(f"reviewing {run_dir} as {server.app.reviewer}: {server.url}  (Ctrl-C to stop; every label is saved at once)")
+    for problem in server.app.index.problems + server.app.labels.notes():
+        click.echo(f"warning: {problem}", err=True)
+    if not no_open:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped; labels are in " + str(run_dir / "labels.jsonl"))
+    finally:
+        server.server_close()
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("GGTQC_DEBUG") == "1"
     try:
