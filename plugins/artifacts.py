@@ -74,6 +74,7 @@ HALO_RIM = 0.38  # rim share at which ``halo`` reaches 1 if the rim is strong as
 HALO_RINGING = 0.22  # ringing strength at which ``halo`` reaches 1 if the rim is widespread as well
 HALO_PLATEAU = 8  # px along an edge's normal: past a sharpening rim, on the plateau
 HALO_NEAR = (1, 2, 3, 4)  # px along the normal where a rim peaks
+HALO_MIN_ROOM = 0.25  # share of edge pixels that must have room to ring for the strength to be read
 CHANGE_BLUR = 0.7  # LQ px: below the finest band, which a resampling round trip loses
 SHARPEN_RADII = (0.25, 0.5, 0.75, 1.0, 1.5)  # LQ px: unsharp masks of an upscale that new_detail takes as no restoration
 NYQUIST_BLUR = 0.6  # LQ px: what remains above this blur is finer than a 2x or 4x LQ can hold
@@ -195,8 +196,9 @@ def ringing_strength(y: np.ndarray) -> float:
     lowest on the dark side. Sharpening overshoots both plateaus at once, by a share of
     the step that grows with its strength; a texture or a thin line rises past one side
     only, so the smaller of the two overshoots is the edge's ringing. Edges whose plateaus
-    are clipped, or whose step is under 16 grey levels, have no room to ring and are left
-    out; NaN where fewer than 10 edge pixels are left.
+    are clipped, or whose step is under 16 grey levels, are left out. NaN where fewer
+    than 10, or under ``HALO_MIN_ROOM`` of the edge pixels, are left: between blown
+    whites and crushed blacks, sharpening clips instead of ringing.
     """
     smooth = cv2.GaussianBlur(y, (0, 0), 1.5)
     gx, gy = cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
@@ -216,7 +218,7 @@ def ringing_strength(y: np.ndarray) -> float:
     trough = np.min([along(-d) for d in HALO_NEAR], axis=0)
     step = bright - dark
     room = (step > 16) & (bright < 245) & (dark > 10)
-    if room.sum() < 10:
+    if room.sum() < max(10, HALO_MIN_ROOM * len(room)):
         return math.nan
     over = np.maximum(peak - bright, 0)[room] / step[room]
     under = np.maximum(dark - trough, 0)[room] / step[room]
