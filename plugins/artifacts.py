@@ -3,27 +3,21 @@
 No-reference measures on the HQ's luma at its own resolution, plus one comparison with the
 LQ. Each is a ratio or a physical unit, so its threshold reads directly:
 
-- ``blockiness``: mean absolute step across the strongest 8-px grid phase over the mean
-  over all phases, both axes averaged. 1.0 for natural images; JPEG blocking raises it.
-  At 2x and 4x a restorer can also carry the LQ's own JPEG blocks into the HQ as hard
-  tiles every 16 or 32 px; that grid starts at the frame's origin, so its one known phase
-  is read the same way and the larger ratio is the score. Natural targets read at most
-  1.24 at the known phase (calibration photos, 2x and 4x), targets compressed to JPEG 1.39
-  and more; the limit, 1.3, serves both grids.
+- ``blockiness``: the mean absolute step across a JPEG grid's phase over the mean step
+  over all phases, both axes averaged; 1.0 for natural images. Two grids are read and the
+  larger ratio is the score: the HQ's own 8-px grid (its strongest phase) and, at 2x and
+  4x, the LQ's blocks carried into the HQ as tiles every 8 x scale px (one known phase,
+  from the frame's origin). Natural targets of the calibration photos stay at or under
+  1.24 on either, targets compressed to JPEG read 1.39 and more; the limit is 1.3.
 - ``noise``: noise standard deviation in grey levels, from the median absolute response
   of a Laplacian mask (Immerkaer) on the flattest 30% of the image.
-- ``halo``: strong over-sharpening, a rim that is both widespread and strong. Two
-  readings, each over its own limit, and the smaller is the score (1 at the limits):
-  the *rim share*, the share of strong-edge pixels that overshoot the range of their
-  smoothed 21-px surroundings by 5% of it (0.38 is the midpoint between honest targets
-  and strongly sharpened ones on the calibration photos), and the *ringing strength*,
-  along each strong edge's normal the smaller of its overshoot past the bright plateau
-  and its undershoot past the dark one, over the step, at the 60th percentile of the
-  edges (sharpening overshoots both sides, textures and thin lines one). Crisp targets
-  (unsharp amount 0.3-0.7, as generative and GAN restorers make them) have a rim but a
-  weak one; photos that ring by nature (a JPEG sharpened in camera) ring but rarely on
-  most edges. On the calibration photos no honest or crisp target reaches 1, targets
-  sharpened at amount 2-3.5 do in 96% of cases. Amounts near 1 are split.
+- ``halo``: strong over-sharpening, a rim both widespread and strong: the smaller of the
+  *rim share* (strong-edge pixels overshooting their smoothed 21-px range by 5% of it,
+  over 0.38) and the *ringing strength* (across each strong edge, the smaller of the
+  overshoots past its two plateaus over the step, 60th percentile of the edges, over
+  0.22). Crisp targets (unsharp amount 0.3-0.7, as GAN and generative restorers make
+  them) have a rim but a weak one; on the calibration photos none of them reaches 1,
+  targets sharpened at amount 2-3.5 do in 96% of cases.
 - ``detail``: RMS of the finest band (image minus its sigma-1 blur) over the RMS of the
   next band (sigma 1 minus sigma 2). Natural photos sit above 1; over-smoothed, "plastic"
   targets and plain upscales fall well below.
@@ -38,24 +32,16 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   a quarter of their brightness, as night scenes, 38 to 62. The HQ is judged on its own:
   removing bright rain or snow and denoising legitimately cut the range the LQ had, so
   much that a dark snowy scene restored honestly kept a tenth of it.
-- ``change``: RMS luma difference between the HQ (area-resized to the LQ's size) and the
-  LQ, in grey levels, beyond the difference a bilinear upscale of the LQ would show (the
-  two subtracted in quadrature). Both sides are blurred by 0.7 LQ px first: a resampling
-  round trip loses the finest band, and at 4x, where a bilinear round trip blurs over two
-  LQ pixels, that loss on thin rain streaks matched a real restoration's whole change. A
-  restoration of a visibly degraded photo changes it by more than a few grey levels; a
-  target that is the LQ upscaled does not ("not restored"). On the benchmark (1x, 2x and
-  4x, both degradation sets) honest targets read 3.4 or more, targets that are the LQ
-  denoised and upscaled 2.7 at most; the limit is 3.
-
-  At 2x and 4x the score is the larger of that and the target's new detail at its own
-  scale: the RMS of what no upscale of the LQ explains (three interpolators and unsharp
-  masks of several radii, fitted by least squares), above the band the LQ can hold. A
-  super-resolution target of a barely degraded source changes little at the LQ's scale;
-  its new detail lives above it, where a plain, sharpened or denoised upscale has none.
-  On the calibration photos (2x and 4x honest pairs, standard and shifted sets) honest
-  targets hold 4.3 or more of it; upscales by another interpolator read 0, sharpened ones
-  1.6 at most, denoised ones 2.5. The same limit, 3, sits between.
+- ``change``: is the target restored at all? At the LQ's scale, the RMS luma difference
+  between the HQ (area-resized) and the LQ beyond what a bilinear upscale of the LQ would
+  show, both blurred by 0.7 LQ px (a resampling round trip loses the finest band). At 2x
+  and 4x, the larger of that and the detail the HQ drew at its own scale: the RMS, above
+  the band the LQ can hold, of what no upscale of the LQ explains (three interpolators and
+  unsharp masks of several radii, fitted by least squares). A super-resolution target of a
+  barely degraded source changes little at the LQ's scale but draws new detail above it;
+  a plain, sharpened or denoised upscale draws none. On the benchmark honest targets read
+  3.4 or more at the LQ's scale (1x to 4x, both degradation sets) and 4.3 or more at their
+  own (calibration photos, 2x and 4x); upscales at most 2.7 and 2.5; the limit is 3.
 """
 
 from __future__ import annotations

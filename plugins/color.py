@@ -46,12 +46,11 @@ hue of noise on a grey photo is random.
   target removes); a grey target keeps under 0.01 and one with half the chroma about 0.5.
   The limit is 0.5.
 - ``local``: colour changed in one place and not in another. The best global affine map
-  of a*b* from the tone-matched LQ to the HQ (a matrix and an offset) takes up every
-  global change, faithful or not (the fields above judge those); what it leaves, averaged
-  over regions of 5% of the long side, is local. The score is the worst region's
-  residual, CIELAB units, beyond twice the chroma noise. A recoloured object of a tenth
-  of the frame turned by 90 degrees reads 25-70; honest restorations of the calibration
-  photos reach 18.5 (haze, whose veil varies with depth, comes closest); the limit is 20.
+  of a*b*, tone-matched LQ to HQ, takes up every global change (the fields above judge
+  those); the score is the worst region's residual (regions of 5% of the long side),
+  CIELAB units beyond twice the chroma noise. Honest restorations of the calibration
+  photos reach 18.5 (haze, whose veil varies with depth), an object recoloured by 90
+  degrees reads 25-70; the limit is 20.
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
