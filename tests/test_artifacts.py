@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import photos
+from conftest import failing_fields, photos
 from ggtqc.batch import Batch
 from ggtqc.plugins.artifacts import Artifacts, integer_scale
 
@@ -15,7 +15,7 @@ def scores(lq, hq):
 
 
 def fails(got):
-    return [f.name for f in Artifacts.fields if f.fails(got[f.name], f.threshold)]
+    return failing_fields(Artifacts, got)
 
 
 def jpeg(image, quality):
