@@ -46,7 +46,10 @@ def respond(kind: str, photo: bytes, behaviour: str) -> tuple[int, dict]:
         return int(behaviour), {"error": {"code": int(behaviour), "message": "fake error", "status": "UNAVAILABLE"}}
     usage = {"promptTokenCount": 1120, "candidatesTokenCount": 250 if kind == "vlm" else 1290}
     if kind == "vlm":
-        text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
+        if behaviour == "no_key":  # valid JSON without the prompt
+            text = json.dumps({k: v for k, v in VLM_ANSWER.items() if k != "restoration_prompt"})
+        else:
+            text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
         return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": usage}
     if behaviour == "blocked":
         return 200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}

@@ -87,7 +87,7 @@ def test_each_failure_gets_its_own_status(tmp_path, lq_dir, behaviours, status, 
         fake.on(target, "image", *behaviours)
         result = generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--set", "attempts=3")
         calls = fake.calls
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == (0 if status == "ok" else 3), result.stderr  # 3: some photo has no target
     row = last_rows(out)["set1/photo1"]
     assert row["status"] == status, row
     assert calls[(hashlib.sha256(target).hexdigest(), "image")] == image_requests
@@ -99,14 +99,20 @@ def test_each_failure_gets_its_own_status(tmp_path, lq_dir, behaviours, status, 
     assert {r["status"] for i, r in last_rows(out).items() if i != "set1/photo1"} == {"ok"}
 
 
-def test_an_unparseable_vlm_answer_falls_back_to_the_fixed_prompt(tmp_path, lq_dir):
+def test_an_unusable_vlm_answer_falls_back_to_the_fixed_prompt_and_says_so(tmp_path, lq_dir):
     out = tmp_path / "pairs"
     with FakeGemini() as fake:
         fake.on(photo_bytes(lq_dir, "photo2"), "vlm", "prose")
-        assert generate(fake, lq_dir, out).returncode == 0
-    row = last_rows(out)["set0/photo2"]
-    assert row["status"] == "ok" and row["prompt"] == FIXED_PROMPT
-    assert "did not parse" in row["prompt_fallback"] and row["vlm_answer"].startswith("This photo looks noisy")
+        fake.on(photo_bytes(lq_dir, "photo3"), "vlm", "no_key")
+        result = generate(fake, lq_dir, out)
+    assert result.returncode == 0, result.stderr
+    rows = last_rows(out)
+    prose, no_key = rows["set0/photo2"], rows["set1/photo3"]
+    assert prose["status"] == "ok" and prose["prompt"] == FIXED_PROMPT
+    assert "not JSON" in prose["prompt_fallback"] and prose["vlm_answer"].startswith("This photo looks noisy")
+    assert no_key["prompt"] == FIXED_PROMPT and "no 'restoration_prompt' key" in no_key["prompt_fallback"]
+    assert "set1/photo3: VLM answer unusable (no 'restoration_prompt' key" in result.stderr  # on the console
+    assert "(2 with the fixed prompt: VLM answer unusable)" in result.stdout  # and in the summary
 
 
 def test_reruns_send_nothing_for_finished_photos_and_retry_failures(tmp_path, lq_dir):
@@ -114,7 +120,7 @@ def test_reruns_send_nothing_for_finished_photos_and_retry_failures(tmp_path, lq
     flaky = photo_bytes(lq_dir, "photo3")
     with FakeGemini() as fake:
         fake.on(flaky, "image", "503", "503", "ok")  # fails the first run (attempts=2), then works
-        assert generate(fake, lq_dir, out, "--set", "attempts=2").returncode == 0
+        assert generate(fake, lq_dir, out, "--set", "attempts=2").returncode == 3
         assert last_rows(out)["set1/photo3"]["status"] == "failed after retries"
         first = len(fake.requests)
         again = generate(fake, lq_dir, out, "--set", "attempts=2")
@@ -218,6 +224,7 @@ def test_batch_mode_submits_small_jobs_then_collects_them_on_a_later_run(tmp_pat
         assert "2 jobs still running" in running.stdout and "submitted 0 jobs" in running.stdout
 
         collected = generate(fake, lq_dir, out, "--batch")
+        assert collected.returncode == 3  # photo2 was blocked
         assert "collected 4 photos" in collected.stdout and "submitted 0 jobs" in collected.stdout
         assert len(fake.jobs) == 2
     rows = last_rows(out)
@@ -237,7 +244,7 @@ def test_a_failed_batch_job_leaves_its_photos_for_the_next_submission(tmp_path, 
         fake.job_state = "BATCH_STATE_EXPIRED"
         assert generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed").returncode == 0
         closed = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
-        assert "submitted 0 jobs" in closed.stdout
+        assert closed.returncode == 3 and "submitted 0 jobs" in closed.stdout
         assert {row["status"] for row in last_rows(out).values()} == {"failed after retries"}
         assert "JOB_STATE_EXPIRED" in next(iter(last_rows(out).values()))["reason"]
         fake.job_state = "BATCH_STATE_SUCCEEDED"
@@ -249,6 +256,6 @@ def test_a_request_that_times_out_fails_after_bounded_retries(tmp_path, lq_dir):
     out = tmp_path / "pairs"
     with FakeGemini(delay=1.5) as fake:
         result = generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--limit", "1", "--set", "timeout_s=0.3", "--set", "attempts=2")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     (row,) = last_rows(out).values()
     assert row["status"] == "failed after retries" and "Timeout" in row["reason"] and row["hq"] is None
