@@ -205,7 +205,7 @@ def generate_command(
             "missing": [f"{r.description}: {r.hint}" for r in missing],
         }, indent=2))  # fmt: skip
         for r in missing:
-            click.echo(f"warning: a real run would stop here: no {r.description} ({r.hint})", err=True)
+            click.echo(f"warning: a real run would stop before sending anything: it needs {r.description} ({r.hint})", err=True)
         return 0
     if missing:
         lines = "\n".join(f"  - {r.description}: {r.hint}" for r in missing)

@@ -76,6 +76,8 @@ class FakeGemini:
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1  # a job answers RUNNING this many times before finishing
         self.job_state = "BATCH_STATE_SUCCEEDED"
+        self.batch_api = True  # False: answer 404 to job submissions, as a server without batches
+        self.job_bytes: list[int] = []  # the size of each job submission
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # Join request threads on close: one still answering at interpreter exit (OpenCV
@@ -154,6 +156,10 @@ class FakeGemini:
                 fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
                 model = self.path.split("/models/")[1].split(":")[0]
                 if self.path.endswith(":batchGenerateContent"):
+                    if not fake.batch_api:
+                        return self._send(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
+                    with fake.lock:
+                        fake.job_bytes.append(int(self.headers["Content-Length"]))
                     return self._send(200, fake.create_job(model, body))
                 kind = "vlm" if model == fake.vlm_model else "image"
                 photo = photo_of(body)

@@ -2,12 +2,17 @@
 
 import hashlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import time
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import kill_after_rows, photos, read_rows, run_cli, save_rgb
+from conftest import GGTQC, kill_after_rows, photos, read_rows, run_cli, save_rgb, wait_for_rows
 from fake_gemini import FakeGemini
 from ggtqc.images import decode_image
 from ggtqc.plugins.gemini import FIXED_PROMPT, nearest_aspect_ratio
@@ -259,3 +264,106 @@ def test_a_request_that_times_out_fails_after_bounded_retries(tmp_path, lq_dir):
     assert result.returncode == 3, result.stderr
     (row,) = last_rows(out).values()
     assert row["status"] == "failed after retries" and "Timeout" in row["reason"] and row["hq"] is None
+
+
+def many_photos(folder, count):
+    for k in range(count):
+        save_rgb(folder / f"photo{k:02d}.jpg", cv2.resize(photos()[k % 6], (80 + k, 60)), IMWRITE_JPEG_QUALITY=80)
+    return folder
+
+
+def start(fake_url, lq_dir, out, *args):
+    command = [str(GGTQC), "generate", str(lq_dir), "--out", str(out), "--base-url", fake_url, "--prompt-mode", "fixed", *args]
+    return subprocess.Popen(command, env={**os.environ, "GEMINI_API_KEY": KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def image_requests(fake):
+    return len([r for r in fake.requests if r["kind"] == "image"])
+
+
+def test_ctrl_c_stops_sending_keeps_every_row_and_a_rerun_buys_only_the_rest(tmp_path):
+    lq_dir, out = many_photos(tmp_path / "photos", 12), tmp_path / "pairs"
+    with FakeGemini(delay=1.0) as fake:
+        process = start(fake.url, lq_dir, out, "--concurrency", "2", "--rpm", "0")
+        wait_for_rows(out / "generation.jsonl", 2, 60, process)
+        os.kill(process.pid, signal.SIGINT)
+        interrupted = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        elapsed = time.monotonic() - interrupted
+        sent = image_requests(fake)
+        time.sleep(1.5)
+        assert image_requests(fake) == sent  # nothing more arrives after the exit
+        assert process.returncode == 130 and "stopping:" in stderr and "run the same command again" in stderr
+        assert elapsed < 10  # the photos in flight (1 s each here) finish; the other 8+ are never sent
+        rows = last_rows(out)
+        assert 2 <= sent <= 6 and len(rows) == sent  # every request sent has its row
+        assert sorted(p.stem for p in (out / "hq").glob("*.png")) == sorted(rows)  # and its target
+        again = generate(fake, lq_dir, out, "--prompt-mode", "fixed")
+        assert again.returncode == 0, again.stderr
+        assert image_requests(fake) == 12  # each photo bought once, over both runs
+    assert all(row["status"] == "ok" for row in last_rows(out).values()) and len(last_rows(out)) == 12
+
+
+def test_a_second_ctrl_c_quits_at_once_and_nothing_on_disk_is_bought_again(tmp_path):
+    lq_dir, out = many_photos(tmp_path / "photos", 6), tmp_path / "pairs"
+    with FakeGemini(delay=6.0) as fake:
+        process = start(fake.url, lq_dir, out, "--concurrency", "2", "--rpm", "0")
+        deadline = time.monotonic() + 60
+        while image_requests(fake) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(process.pid, signal.SIGINT)
+        second = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130 and time.monotonic() - second < 3  # not after the 6 s requests
+        assert "quitting now" in stderr and image_requests(fake) == 2
+        assert not (out / "generation.jsonl").exists() or not (out / "generation.jsonl").read_text().strip()
+    with FakeGemini() as fake:
+        assert generate(fake, lq_dir, out, "--prompt-mode", "fixed").returncode == 0
+        assert image_requests(fake) == 6  # answers that never arrived are bought in this run
+
+
+def test_a_target_without_its_row_is_recovered_not_bought_again(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        assert generate(fake, lq_dir, out, "--prompt-mode", "fixed").returncode == 0
+        lines = (out / "generation.jsonl").read_text().splitlines()
+        lost = json.loads(lines[-1])["id"]
+        (out / "generation.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # killed between target and row
+        (out / json.loads(lines[-1])["lq"]).unlink()
+        before = len(fake.requests)
+        again = generate(fake, lq_dir, out, "--prompt-mode", "fixed")
+        assert again.returncode == 0 and len(fake.requests) == before  # nothing bought
+    row = last_rows(out)[lost]
+    assert row["status"] == "ok" and "rebuilt from the target" in row["recovered"] and (out / row["lq"]).is_file()
+    assert "1 recovered from disk" in again.stdout
+
+
+def closed_port_url():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_an_unreachable_server_stops_the_run_quickly_with_a_message(tmp_path):
+    lq_dir, out = many_photos(tmp_path / "photos", 10), tmp_path / "pairs"
+    url = closed_port_url()
+    began = time.monotonic()
+    result = run_cli("generate", str(lq_dir), "--out", str(out), "--base-url", url, "--prompt-mode", "fixed", "--concurrency", "2",
+                     env={"GEMINI_API_KEY": KEY})  # fmt: skip
+    assert time.monotonic() - began < 30  # default retry delays: a few seconds, not 32 s per photo
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ggtqc: cannot reach {url}: 3 connection failures in a row")
+    rows = last_rows(out)
+    assert 1 <= len(rows) <= 2 and all(row["status"] in ("failed after retries", "stopped") for row in rows.values())
+    assert "8 not sent" in result.stdout or "9 not sent" in result.stdout
+
+
+def test_server_errors_are_the_server_talking_not_an_unreachable_server(tmp_path, lq_dir):
+    with FakeGemini() as fake:
+        for name in ("photo0", "photo1", "photo2"):
+            fake.on(photo_bytes(lq_dir, name), "image", "503")
+        result = generate(fake, lq_dir, tmp_path / "pairs", "--prompt-mode", "fixed", "--set", "attempts=2", "--concurrency", "1")
+    assert result.returncode == 3 and "cannot reach" not in result.stderr
+    assert [row["requests"] for row in last_rows(tmp_path / "pairs").values()].count(2) == 3  # every attempt counted
