@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import GGTQC, kill_after_rows, photos, read_rows, run_cli, save_rgb, wait_for_rows
-from fake_gemini import FakeGemini
+from fake_gemini import FakeGemini, photo_of
+from PIL import Image
+from ggtqc.images import decode_bytes as decode_image_bytes
 from ggtqc.images import decode_image
 from ggtqc.plugins.gemini import FIXED_PROMPT, nearest_aspect_ratio
 
@@ -367,3 +369,95 @@ def test_server_errors_are_the_server_talking_not_an_unreachable_server(tmp_path
         result = generate(fake, lq_dir, tmp_path / "pairs", "--prompt-mode", "fixed", "--set", "attempts=2", "--concurrency", "1")
     assert result.returncode == 3 and "cannot reach" not in result.stderr
     assert [row["requests"] for row in last_rows(tmp_path / "pairs").values()].count(2) == 3  # every attempt counted
+
+
+def sent_images(fake):
+    """(mime type, width, height) of each photo the stand-in received for an image request."""
+    found = []
+    for r in fake.requests:
+        if r["kind"] == "image":
+            part = next(p["inlineData"] for p in r["body"]["contents"][0]["parts"] if "inlineData" in p)
+            image = decode_image_bytes(photo_of(r["body"]))
+            found.append((part.get("mimeType") or part.get("mime_type"), image.shape[1], image.shape[0]))
+    return found
+
+
+def test_photos_are_fitted_to_what_the_api_accepts_and_the_original_kept(tmp_path):
+    lq_dir, out = tmp_path / "photos", tmp_path / "pairs"
+    save_rgb(lq_dir / "scan.bmp", cv2.resize(photos()[0], (200, 150)))
+    save_rgb(lq_dir / "film.tif", cv2.resize(photos()[1], (160, 120)))
+    save_rgb(lq_dir / "big.jpg", cv2.resize(photos()[2], (1200, 900)), IMWRITE_JPEG_QUALITY=90)
+    save_rgb(lq_dir / "heavy.png", np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8))
+    with FakeGemini() as fake:
+        result = generate(fake, lq_dir, out, "--prompt-mode", "fixed", "--set", "max_input_side=512", "--set", "max_input_mb=0.1")
+        sent = sent_images(fake)
+    assert result.returncode == 0, result.stderr
+    rows = last_rows(out)
+    assert sorted(sent) == sorted([("image/png", 200, 150), ("image/png", 160, 120), ("image/jpeg", 512, 384), ("image/jpeg", 300, 300)])
+    assert rows["scan"]["sent"] == {"mime_type": "image/png", "width": 200, "height": 150, "bytes": rows["scan"]["sent"]["bytes"], "changed": "re-encoded BMP as PNG"}
+    assert rows["big"]["sent"]["changed"] == "downscaled 1200x900 to 512x384"
+    assert rows["heavy"]["sent"]["changed"] == "re-encoded PNG as JPEG" and rows["heavy"]["sent"]["bytes"] <= 100_000
+    for name in ("scan.bmp", "film.tif", "big.jpg", "heavy.png"):
+        assert (out / "lq" / name).read_bytes() == (lq_dir / name).read_bytes()  # the LQ is the original
+    assert "re-encoded BMP as PNG" in result.stderr
+
+
+def test_small_things_empty_folder_gif_progress_and_dry_run(tmp_path, lq_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with FakeGemini() as fake:
+        nothing = generate(fake, empty, tmp_path / "none")
+        assert nothing.returncode == 2 and "no photos in" in nothing.stderr and len(nothing.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "none" / "generation.jsonl").exists()
+
+        Image.fromarray(photos()[0][:64, :64]).save(lq_dir / "anim.gif")
+        fake.on(photo_bytes(lq_dir, "photo1"), "image", "429", "ok")
+        result = generate(fake, lq_dir, tmp_path / "pairs", "--prompt-mode", "fixed", "--concurrency", "1")
+        assert result.returncode == 3  # the .gif has no target
+        gif = last_rows(tmp_path / "pairs")["anim.gif"]
+        assert gif["status"] == "invalid input" and ".gif is not a supported photo format" in gif["reason"]
+        assert "[1/4]" in result.stderr and "[4/4]" in result.stderr and "ETA" in result.stderr and "run $" in result.stderr
+        assert "set1/photo1: HTTP 429: fake error; attempt 2 of" in result.stderr  # a photo in retries says so
+
+        secret_url = fake.url.replace("http://", "http://user:s3cret@") + "/v1?key=AIzaSECRET"
+        plan = generate(fake, lq_dir, tmp_path / "plan", "--dry-run", "--base-url", secret_url, key=None)
+    assert plan.returncode == 0 and "s3cret" not in plan.stdout + plan.stderr and "AIzaSECRET" not in plan.stdout + plan.stderr
+    assert "warning: a real run would stop before sending anything" in plan.stderr and "GEMINI_API_KEY" in plan.stderr
+
+
+def test_batch_dry_run_shows_the_batch_price(tmp_path, lq_dir):
+    with FakeGemini() as fake:
+        interactive = json.loads(generate(fake, lq_dir, tmp_path / "p", "--dry-run").stdout)["estimate"]
+        batch = json.loads(generate(fake, lq_dir, tmp_path / "p", "--dry-run", "--batch").stdout)["estimate"]
+    image = 0.067 + 1120 * 0.5e-6
+    assert interactive["usd_per_photo"] - batch["usd_per_photo"] == pytest.approx(image / 2, abs=1e-5)
+    assert batch["pricing"].startswith("batch")
+
+
+def test_a_server_without_the_batch_api_names_it_and_keeps_the_prompts_it_bought(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.batch_api = False
+        refused = generate(fake, lq_dir, out, "--batch", "--rpm", "300")
+        assert refused.returncode == 1 and "has no Batch API for model gemini-3.1-flash-image" in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith("ggtqc: http://127.0.0.1:") and "Traceback" not in refused.stderr
+        vlm = [r for r in fake.requests if r["kind"] == "vlm"]
+        assert len(vlm) == 4 and len((out / "batch_prompts.jsonl").read_text().splitlines()) == 4  # bought and kept
+        assert min(np.diff(sorted(r["arrived"] for r in vlm))) >= 0.5 * 60 / 300  # --rpm applies to the prompt requests
+        fake.batch_api = True
+        again = generate(fake, lq_dir, out, "--batch")
+        assert again.returncode == 0, again.stderr
+        assert len([r for r in fake.requests if r["kind"] == "vlm"]) == 4  # not bought again
+        assert sum(len(j["requests"]) for j in fake.jobs.values()) == 4
+        job = next(iter(fake.jobs.values()))
+        assert all(item["request"]["contents"][0]["parts"][1]["text"].startswith("Remove the noise") for item in job["requests"])
+
+
+def test_batch_jobs_are_split_by_bytes(tmp_path, lq_dir):
+    sizes = sorted(len(p.read_bytes()) for p in lq_dir.rglob("*.jpg"))
+    limit_mb = (sizes[-1] + sizes[-2]) * 4 / 3 / 1e6 * 0.99  # the two largest do not fit together
+    with FakeGemini() as fake:
+        result = generate(fake, lq_dir, tmp_path / "pairs", "--batch", "--prompt-mode", "fixed", "--set", f"batch_job_mb={limit_mb}")
+        assert result.returncode == 0, result.stderr
+        counts = [len(j["requests"]) for j in fake.jobs.values()]
+    assert sum(counts) == 4 and len(counts) >= 2
