@@ -98,6 +98,12 @@ def test_each_failure_gets_its_own_status(tmp_path, lq_dir, behaviours, status, 
     row = last_rows(out)["set1/photo1"]
     assert row["status"] == status, row
     assert calls[(hashlib.sha256(target).hexdigest(), "image")] == image_requests
+    row_requests = last_rows(out)["set1/photo1"]["requests"]
+    assert row_requests == image_requests  # every attempt, retries included
+    billed_images = {"ok": 1, "invalid image": 1}.get(status, 0)  # an undecodable image is paid for too
+    answered = 0 if status == "failed after retries" else image_requests - sum(b.isdigit() for b in behaviours)
+    expected = answered * 1120 * 0.5e-6 + billed_images * 0.067
+    assert last_rows(out)["set1/photo1"]["cost_usd"] == pytest.approx(expected)
     if status == "ok":
         assert decode_image(out / row["hq"]) is not None
     else:
