@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -217,9 +216,13 @@ def run(
     generator.halt = halt
     waiting = iter(the_plan.todo)
     in_flight: dict[Future, str] = {}
-    with _interrupts(stop, result, lambda: on_stop(f"stopping: {len(in_flight)} photos in flight finish; nothing more is sent (Ctrl-C again to quit now)")):
+    announced = False
+    with _interrupts(stop, result):
         with ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="ggtqc-generate") as pool:
             while True:
+                if result.interrupted and not announced:  # said here, not in the handler: it may interrupt a write
+                    announced = True
+                    on_stop(f"stopping: {len(in_flight)} photos in flight finish; nothing more is sent (Ctrl-C again to quit now)")
                 while not stop.is_set() and len(in_flight) < max(1, options.concurrency):
                     pair_id = next(waiting, None)
                     if pair_id is None:
@@ -242,7 +245,7 @@ def run(
 
 
 @contextmanager
-def _interrupts(stop: threading.Event, result: RunResult, on_first: Callable[[], None]) -> Iterator[None]:
+def _interrupts(stop: threading.Event, result: RunResult) -> Iterator[None]:
     """Ctrl-C once: set ``stop``; twice: end the process now with exit code 130."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -250,12 +253,10 @@ def _interrupts(stop: threading.Event, result: RunResult, on_first: Callable[[],
 
     def handle(signum, frame) -> None:
         if result.interrupted:
-            sys.stderr.write("ggtqc: interrupted again; quitting now. Run the same command again: targets already written are kept\n")
-            sys.stderr.flush()
+            os.write(2, b"ggtqc: interrupted again; quitting now. Run the same command again: targets already written are kept\n")
             os._exit(130)
         result.interrupted = True
         stop.set()
-        on_first()
 
     previous = signal.signal(signal.SIGINT, handle)
     try:
