@@ -167,7 +167,7 @@ def generate_command(
     batch_job_size: int,
     extra: tuple[str, ...],
     quiet: bool,
-) -> None:
+) -> int:
     """Restore the photos in LQ_DIR with an image model and write an LQ/HQ pairs folder.
 
     Exit codes: 0 every photo sent got a target; 3 some did not (their rows say why);
@@ -211,25 +211,7 @@ def generate_command(
         lines = "\n".join(f"  - {r.description}: {r.hint}" for r in missing)
         raise PluginError(f"generator {generator_name!r} cannot run:\n{lines}")
     generator.setup()
-    total, started, spent = len(the_plan.todo), time.monotonic(), [0, 0.0]
-
-    def show(row: dict) -> None:
-        if row.get("recovered") or row["status"] == generate.INVALID_INPUT and row["lq"] is None:
-            if not quiet:
-                click.echo(f"{row['id']}: {row['status']} ({row.get('recovered') or row['reason']})", err=True)
-            return
-        spent[0] += 1
-        spent[1] += row.get("cost_usd") or 0.0
-        if quiet:
-            return
-        notes = [text for text in (row.get("reason"), row.get("prompt_fallback"), (row.get("sent") or {}).get("changed")) if text]
-        eta = (time.monotonic() - started) / spent[0] * (total - spent[0])
-        click.echo(
-            f"[{spent[0]}/{total}] {row['id']}: {row['status']}" + (f" ({'; '.join(notes)})" if notes else "")
-            + f"  ${row.get('cost_usd') or 0:.3f}, run ${spent[1]:.2f}, ETA {int(eta // 60)}:{int(eta % 60):02d}",
-            err=True,
-        )  # fmt: skip
-
+    show = generate.RowLines(len(the_plan.todo), lambda line: None if quiet else click.echo(line, err=True))
     if not quiet:
         generator.notice = lambda text: click.echo(f"  {text}", err=True)
     try:

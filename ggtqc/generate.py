@@ -72,9 +72,9 @@ class RateLimiter:
         # that oversleeps on a busy machine then delays the next start instead of
         # letting it follow too closely.
         with self.lock:
-            delay = self.next_start - time.monotonic()
-            if delay > 0 and self.stop.wait(delay):
-                return
+            while (delay := self.next_start - time.monotonic()) > 0:  # an event's wait may end a little early
+                if self.stop.wait(delay):
+                    return
             self.next_start = time.monotonic() + self.interval
 
 
@@ -242,6 +242,31 @@ def run(
                     on_row(row)
     result.not_sent += sum(1 for _ in waiting)
     return result
+
+
+class RowLines:
+    """Console lines for a run: ``[n/N] id: status (why)``, the photo's cost, the run's cost
+    so far and an ETA; rows that needed no request (recovered, unsupported) without counts."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]) -> None:
+        self.total = total
+        self.echo = echo
+        self.started = time.monotonic()
+        self.shown = 0
+        self.cost = 0.0
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if row.get("recovered") or (row["status"] == INVALID_INPUT and row["lq"] is None):
+            self.echo(f"{row['id']}: {row['status']} ({row.get('recovered') or row['reason']})")
+            return
+        self.shown += 1
+        self.cost += row.get("cost_usd") or 0.0
+        notes = [text for text in (row.get("reason"), row.get("prompt_fallback"), (row.get("sent") or {}).get("changed")) if text]
+        eta = (time.monotonic() - self.started) / self.shown * max(0, self.total - self.shown)
+        self.echo(
+            f"[{self.shown}/{self.total}] {row['id']}: {row['status']}" + (f" ({'; '.join(notes)})" if notes else "")
+            + f"  ${row.get('cost_usd') or 0:.3f}, run ${self.cost:.2f}, ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        )  # fmt: skip
 
 
 @contextmanager

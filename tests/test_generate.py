@@ -177,9 +177,11 @@ def test_concurrency_and_request_rate_are_bounded(tmp_path, lq_dir):
         assert generate(fake, lq_dir, tmp_path / "paced", "--prompt-mode", "fixed", "--rpm", "300", "--concurrency", "4").returncode == 0
         arrivals = sorted(r["arrived"] for r in fake.requests)
         # Starts 0.2 s apart, not all at once; a busy machine may delay one request after
-        # its start, so the check leaves room for that, not for a missing limit.
-        assert len(arrivals) == 4 and arrivals[-1] - arrivals[0] >= 0.95 * 3 * 60 / 300
-        assert min(np.diff(arrivals)) >= 0.5 * 60 / 300
+        # its start, so the check leaves room for that, not for a missing limit. The first
+        # request also opens the connection and often arrives ~40 ms after its start, so
+        # the span is measured from the second.
+        assert len(arrivals) == 4 and arrivals[-1] - arrivals[1] >= 0.95 * 2 * 60 / 300
+        assert min(np.diff(arrivals)[1:]) >= 0.5 * 60 / 300
 
 
 def test_the_key_never_reaches_output_files_or_logs(tmp_path, lq_dir):
@@ -449,7 +451,8 @@ def test_a_server_without_the_batch_api_names_it_and_keeps_the_prompts_it_bought
         assert refused.stderr.strip().splitlines()[-1].startswith("ggtqc: http://127.0.0.1:") and "Traceback" not in refused.stderr
         vlm = [r for r in fake.requests if r["kind"] == "vlm"]
         assert len(vlm) == 4 and len((out / "batch_prompts.jsonl").read_text().splitlines()) == 4  # bought and kept
-        assert min(np.diff(sorted(r["arrived"] for r in vlm))) >= 0.5 * 60 / 300  # --rpm applies to the prompt requests
+        # --rpm applies to the prompt requests (from the second: the first also opens the connection)
+        assert min(np.diff(sorted(r["arrived"] for r in vlm))[1:]) >= 0.5 * 60 / 300
         fake.batch_api = True
         again = generate(fake, lq_dir, out, "--batch")
         assert again.returncode == 0, again.stderr
