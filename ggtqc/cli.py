@@ -269,9 +269,15 @@ def generate_command(
     batch_job_size: int,
     extra: tuple[str, ...],
     quiet: bool,
-) -> None:
-    """Restore the photos in LQ_DIR with an image model and write an LQ/HQ pairs folder."""
+) -> int:
+    """Restore the photos in LQ_DIR with an image model and write an LQ/HQ pairs folder.
+
+    Exit codes: 0 every photo sent got a target; 3 some did not (their rows say why);
+    1 the run stopped on a service problem (unreachable server, no Batch API); 2 a usage
+    error; 130 Ctrl-C (photos in flight finish first; a second Ctrl-C quits at once).
+    """
     from ggtqc import generate
+    from ggtqc.generators import GeneratorError
 
     host = load_host()
     available = host.generators()
@@ -292,40 +298,52 @@ def generate_command(
     generator = cls(**settings)
     options = generate.GenerateOptions(concurrency=concurrency, rpm=rpm, limit=limit, overwrite=overwrite)
     the_plan = generate.plan(lq_dir, out, options)
-    estimate = generator.estimate(len(the_plan.todo))
+    missing = [r for r in generator.requirements() if not r.met]
     if dry_run:
         click.echo(json.dumps({
-            "photos": len(the_plan.photos), "done_before": len(the_plan.skipped), "to_send": len(the_plan.todo),
-            "generator": f"{cls.name} {cls.version}", "settings": generator.settings, "estimate": estimate,
+            "photos": len(the_plan.photos), "done_before": len(the_plan.skipped), "recovered": len(the_plan.recovered),
+            "unsupported": len(the_plan.unsupported), "to_send": len(the_plan.todo), "generator": f"{cls.name} {cls.version}",
+            "settings": generate.shown_settings(generator.settings), "estimate": generator.estimate(len(the_plan.todo), batch=batch),
+            "missing": [f"{r.description}: {r.hint}" for r in missing],
         }, indent=2))  # fmt: skip
-        return
-    missing = [r for r in generator.requirements() if not r.met]
+        for r in missing:
+            click.echo(f"warning: a real run would stop before sending anything: it needs {r.description} ({r.hint})", err=True)
+        return 0
     if missing:
         lines = "\n".join(f"  - {r.description}: {r.hint}" for r in missing)
         raise PluginError(f"generator {generator_name!r} cannot run:\n{lines}")
     generator.setup()
-
-    def show(row: dict) -> None:
-        if not quiet:
-            extra_text = f" ({row['reason']})" if row.get("reason") else ""
-            click.echo(f"{row['id']}: {row['status']}{extra_text}", err=True)
-
-    if batch:
-        report = generate.run_batch(the_plan, out, generator, batch_job_size, on_row=show)
-        final = Counter(row["status"] for row in generate.last_rows(out).values())
-        click.echo(
-            f"collected {report['collected']} photos; {len(report['running'])} jobs still running; "
-            f"submitted {len(report['submitted'])} jobs; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} "
-            f"-> {out / generate.LOG} (run again with --batch to collect)"
-        )
-        return
-    statuses = generate.run(the_plan, out, generator, options, on_row=show)
+    show = generate.RowLines(len(the_plan.todo), lambda line: None if quiet else click.echo(line, err=True))
+    if not quiet:
+        generator.notice = lambda text: click.echo(f"  {text}", err=True)
+    try:
+        if batch:
+            report = generate.run_batch(the_plan, out, generator, batch_job_size, options, on_row=show)
+            final = Counter(row["status"] for row in generate.last_rows(out).values())
+            click.echo(
+                f"collected {report['collected']} photos; {len(report['running'])} jobs still running; "
+                f"submitted {len(report['submitted'])} jobs; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} "
+                f"-> {out / generate.LOG} (run again with --batch to collect)"
+            )
+            failed = sum(row["status"] != "ok" for row in report["rows"])
+            return generate.EXIT_SOME_FAILED if failed else 0
+        result = generate.run(the_plan, out, generator, options, on_row=show, on_stop=lambda text: click.echo(f"ggtqc: {text}", err=True))
+    except GeneratorError as error:
+        _fail(f"ggtqc: {error}", 1)
     final = Counter(row["status"] for row in generate.last_rows(out).values())
     click.echo(
-        f"{len(the_plan.todo)} sent, {len(the_plan.skipped)} done before; this run: "
-        + (", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "nothing")
-        + f"; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} -> {out / generate.LOG}"
-    )
+        f"{result.rows - len(the_plan.unsupported)} sent, {len(the_plan.skipped)} done before"
+        + (f", {len(the_plan.recovered)} recovered from disk" if the_plan.recovered else "")
+        + (f", {result.not_sent} not sent" if result.not_sent else "") + "; this run: "
+        + (", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing")
+        + (f" ({result.fallbacks} with the fixed prompt: VLM answer unusable)" if result.fallbacks else "")
+        + f", ${result.cost_usd:.2f}; all photos: {final.get('ok', 0)} ok of {len(the_plan.photos)} -> {out / generate.LOG}"
+    )  # fmt: skip
+    if result.interrupted:
+        _fail(INTERRUPTED, 130)
+    if result.halted:
+        _fail(f"ggtqc: {result.halted}", 1)
+    return generate.EXIT_SOME_FAILED if result.failed else 0
 
 
 def _coerce(key: str, value: object, default: object) -> object:
