@@ -1,4 +1,6 @@
-"""Command line: ``ggtqc filter``, ``report``, ``generate``, ``plugins`` and ``weights``.
+"""Command line: ``ggtqc filter``, ``decide``, ``calibrate``, ``report``, ``compare``,
+``generate``, ``plugins`` and ``weights``; ``filter``, ``plugins`` and ``weights`` are thin
+shells over the library layer (``ggtqc.api``).
 
 Errors the user can fix (flags, config, input layout, missing weights) end with a short
 message and exit code 2; a run that fails while working exits 1; a completed run exits 0,
@@ -17,6 +19,7 @@ import click
 
 from ggtqc import __version__, api
 from ggtqc.calibrate import CalibrateError, calibrate, thresholds_toml
+from ggtqc.compare import CompareError
 from ggtqc.config import ConfigError
 from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run_filters_with
 from ggtqc.export import ExportError
@@ -28,7 +31,7 @@ from ggtqc.report import ReportError, write_report
 from ggtqc.results import RESULTS, VERDICTS, ResumeError
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
-USER_ERRORS = (CalibrateError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -301,6 +304,30 @@ def report_command(qc: Path, out: Path | None, per_reason: int, accepted: int) -
     """Write an HTML page of a results folder: examples of each rejection, errors, accepted pairs."""
     index = write_report(qc, out or qc / "report", per_reason, accepted, workers=os.cpu_count() or 1)
     click.echo(f"report: {index}")
+
+
+@cli.command("compare")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN_A RUN_B [RUN...]", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("compare"), show_default=True, help="Folder for index.html, table.csv and thumbnails.")
+@click.option("--name", "names", multiple=True, help="A name for each RUN, in order (repeat the option).  [default: the folder names]")
+@click.option("--show", default=24, show_default=True, type=click.IntRange(min=0), help="LQ photos with disagreeing verdicts shown side by side, spread over them.")
+def compare_command(runs: tuple[Path, ...], out: Path, names: tuple[str, ...], show: int) -> None:
+    """Compare runs over the same LQ photos (from different generators or prompts): pass rates
+    with 95 % intervals, rejection reasons, and the targets side by side where verdicts differ.
+
+    Pairs are matched by the LQ's path relative to each run's input folder, else by the LQ
+    file's content. Rates are over the LQ photos found in every run.
+    """
+    from ggtqc.compare import compare, text_table, write_comparison
+
+    if len(runs) < 2:
+        raise click.UsageError("give two or more RUN folders to compare")
+    result = compare(list(runs), names)
+    click.echo(text_table(result))
+    matched = f"; {result.matched_by_content} rows matched by LQ content" if result.matched_by_content else ""
+    click.echo(f"{len(result.shared)} LQ photos in every run, {len(result.disagree)} with verdicts that differ{matched}")
+    index = write_comparison(result, out, show, workers=os.cpu_count() or 1)
+    click.echo(f"compare: {index}")
 
 
 @cli.command("weights")
