@@ -1,6 +1,9 @@
 """The library layer: ``ggtqc.filter_pairs``, ``ggtqc.list_filters``, ``ggtqc.create_filter``."""
 
+import ast
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,3 +149,18 @@ def test_filter_pairs_applies_a_config_mapping_and_exports(tmp_path):
     assert rows["haze/coffee"]["reasons"] == ["resolution.hq_short_side 256 < 512"]
     assert summary["export"] == {"dir": str(tmp_path / "clean"), "pairs": summary["verdicts"]["accept"]}
     assert len(list((tmp_path / "clean" / "hq").rglob("*.*"))) == summary["verdicts"]["accept"]
+
+
+def test_readme_python_example_runs_as_printed(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = ast.literal_eval(done.stdout.strip())
+    shown = ast.literal_eval(code.rsplit("# ", 1)[1].replace(", ...", ""))
+    assert printed["verdict"] == shown["verdict"] and printed["reasons"] == shown["reasons"]
+    assert {k: round(v, 2) for k, v in printed["scores"].items() if k in shown["scores"]} == shown["scores"]
+    summary = json.loads((tmp_path / "qc" / "summary.json").read_text())
+    assert summary["verdicts"] == {"accept": 5, "review": 1, "reject": 6, "error": 2}  # as the README's filter example
