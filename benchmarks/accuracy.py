@@ -78,18 +78,24 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
     by_scale: dict[tuple, list[bool]] = defaultdict(list)  # honest acceptance and clear recall per HQ/LQ scale
     honest_failures: Counter = Counter()
     twin_failures: Counter = Counter()
-    twin_accepted = {label["of"]: rows[label["id"]]["verdict"] == "accept" for label in labels if label["kind"] == "twin"}
+    in_review: dict[str, list[bool]] = defaultdict(list)
+    # Three verdicts: an honest pair is kept unless rejected (review sends it to a person),
+    # and a faulty pair is caught unless accepted outright (review stops it too).
+    kept = lambda row: row["verdict"] in ("accept", "review")  # noqa: E731
+    twin_accepted = {label["of"]: kept(rows[label["id"]]) for label in labels if label["kind"] == "twin"}
     for label in labels:
         row = rows[label["id"]]
-        rejected = row["verdict"] != "accept"
         if label["kind"] == "honest":
-            by_case[("honest", label["what"])].append(not rejected)
-            by_scale[("honest", label.get("scale", 1))].append(not rejected)
-            honest_failures.update(row.get("failed", []) or ["error"] if rejected else [])
+            by_case[("honest", label["what"])].append(kept(row))
+            by_scale[("honest", label.get("scale", 1))].append(kept(row))
+            honest_failures.update(row.get("failed", []) or ["error"] if not kept(row) else [])
+            in_review[label["kind"]].append(row["verdict"] == "review")
         elif label["kind"] == "twin":
-            by_case[("twin", label["group"])].append(not rejected)
-            twin_failures.update(row.get("failed", []) or ["error"] if rejected else [])
+            by_case[("twin", label["group"])].append(kept(row))
+            twin_failures.update(row.get("failed", []) or ["error"] if not kept(row) else [])
         elif label["kind"] == "fault":
+            rejected = row["verdict"] != "accept"
+            in_review[label["kind"]].append(row["verdict"] == "review")
             key = (label["what"], label["strength"])
             by_case[key].append(rejected)
             caught_by[key].update({name.split(".")[0] for name in row.get("failed", [])})
@@ -98,7 +104,7 @@ def summarize(labels: list[dict], rows: dict[str, dict]) -> dict:
             if twin_accepted.get(label["id"]):
                 paired[key].append(rejected)
     return {"cases": by_case, "paired": paired, "twins": twin_accepted, "caught_by": caught_by,
-            "honest_failures": honest_failures, "twin_failures": twin_failures, "by_scale": by_scale}
+            "honest_failures": honest_failures, "twin_failures": twin_failures, "by_scale": by_scale, "in_review": in_review}
 
 
 def share(hits: list[bool] | None, interval: bool = False) -> str:
@@ -120,8 +126,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def table(result: dict, title: str) -> str:
     cases, caught_by = result["cases"], result["caught_by"]
     honest = [ok for key, oks in cases.items() if key[0] == "honest" for ok in oks]
-    lines = [f"### {title}", "", f"Honest pairs accepted: **{sum(honest)}/{len(honest)} = {sum(honest) / len(honest):.3f}**"]
-    lines += ["(95% interval {:.3f}-{:.3f})".format(*wilson(sum(honest), len(honest))), ""]
+    lines = [f"### {title}", "", f"Honest pairs kept (accepted, or sent to review): **{sum(honest)}/{len(honest)} = {sum(honest) / len(honest):.3f}**"]
+    lines += ["(95% interval {:.3f}-{:.3f})".format(*wilson(sum(honest), len(honest)))]
+    review = result.get("in_review", {})
+    if review.get("honest") or review.get("fault"):
+        lines += ["", "In review: " + ", ".join(f"{sum(v)}/{len(v)} {k} pairs" for k, v in sorted(review.items()) if v)
+                  + " (a faulty pair in review counts as caught, an honest one as kept)"]
+    lines.append("")
     twins = result["twins"]
     if twins:  # a second honest sample, larger, its groups and scales drawn at random
         lines += ["| honest group | accepted | twins accepted |", "| --- | ---: | ---: |"]

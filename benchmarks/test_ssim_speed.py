@@ -133,9 +133,12 @@ def factor(request, benchmark):
     return FACTORS[request.param]
 
 
-def test_ggtqc_opencv(benchmark, factor):
+@pytest.mark.parametrize("layout", ["channels_last", "nchw"])
+def test_ggtqc_opencv(benchmark, factor, layout):
     lq = torch.from_numpy(LQ).permute(0, 3, 1, 2)  # channels-last memory, as decoded
     hq = torch.from_numpy(HQ).permute(0, 3, 1, 2)
+    if layout == "nchw":  # torch's default layout, as a torchvision decoder or a DataLoader gives it
+        lq, hq = lq.contiguous(), hq.contiguous()
     run(benchmark, lambda: downsampled_ssim(lq, hq, factor, impl="opencv"), factor)
 
 

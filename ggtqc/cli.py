@@ -1,5 +1,5 @@
-"""Command line: ``ggtqc filter``, ``decide``, ``calibrate``, ``report``, ``compare``,
-``generate``, ``plugins`` and ``weights``; ``filter``, ``plugins`` and ``weights`` are thin
+"""Command line: ``ggtqc filter``, ``pairs``, ``decide``, ``calibrate``, ``review``,
+``report``, ``compare``, ``generate``, ``plugins`` and ``weights``; ``filter``, ``plugins`` and ``weights`` are thin
 shells over the library layer (``ggtqc.api``).
 
 Errors the user can fix (flags, config, input layout, missing weights) end with a short
@@ -25,10 +25,10 @@ from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run
 from ggtqc.export import ExportError
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
-from ggtqc.pairs import PairsError
+from ggtqc.pairs import Naming, PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import RESULTS, VERDICTS, ResumeError
+from ggtqc.results import RESULTS, VERDICTS, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
 USER_ERRORS = (CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
@@ -112,6 +112,29 @@ def filter_command(
     )
     if "export" in summary:
         click.echo(f"exported {summary['export']['pairs']} accepted pairs to {export_dir}")
+
+
+@cli.command("pairs")
+@click.argument("pairs", type=click.Path(path_type=Path))
+@click.option("--lq-template", default="{}", show_default=True, help="LQ file name from the pair id, as BasicSR's filename_tmpl: '{}x4' reads 0001x4.png as pair 0001.")
+@click.option("--hq-template", default="{}", show_default=True, help="HQ file name from the pair id.")
+@click.option("--list", "show_all", is_flag=True, help="Print every pair: id, LQ, HQ, how matched or why not.")
+def pairs_command(pairs: Path, lq_template: str, hq_template: str, show_all: bool) -> None:
+    """Show how the files of PAIRS (a folder or a pairs file) are paired, without scoring."""
+    found = discover(pairs.resolve(), Naming(lq_template, hq_template))
+    if show_all:
+        for pair in found:
+            click.echo(f"{pair.id}\t{pair.relative(pair.lq) or '-'}\t{pair.relative(pair.hq) or '-'}\t{pair.error or pair.matched}")
+        return
+    matched = Counter(pair.matched for pair in found if pair.error is None)
+    problems = Counter(error_kind(pair.error) for pair in found if pair.error)
+    click.echo(f"{len(found)} ids: {sum(matched.values())} pairs, {sum(problems.values())} problems")
+    for how, n in matched.most_common():
+        example = next(p for p in found if p.error is None and p.matched == how)
+        click.echo(f"  {n:>7}  matched by {how:<24} e.g. {example.relative(example.lq)} + {example.relative(example.hq)}")
+    for kind, n in problems.most_common():
+        example = next(p for p in found if p.error and error_kind(p.error) == kind)
+        click.echo(f"  {n:>7}  {kind:<35} e.g. {example.id}: {example.error}")
 
 
 @cli.command("decide")
@@ -385,6 +408,41 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"    option {option} = {default!r}")
     for name, reason in host.failures.items():
         click.echo(f"failed to load {name}: {reason}")
+
+
+@cli.command("review")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--reviewer", help="Your name in the labels.  [default: your login name]")
+@click.option("--audit", "audit_size", default=1000, show_default=True, type=click.IntRange(min=1), help="Pairs in the random audit sample.")
+@click.option("--no-open", is_flag=True, help="Do not open a browser; just print the address.")
+def review_command(run_dir: Path, port: int, reviewer: str | None, audit_size: int, no_open: bool) -> None:
+    """Look at the pairs of a results folder in the browser and label them (RUN/labels.jsonl)."""
+    import getpass
+    import webbrowser
+
+    from ggtqc.review import ReviewError, make_server
+
+    try:
+        name = reviewer or getpass.getuser()
+    except (KeyError, OSError):
+        name = "reviewer"
+    try:
+        server = make_server(run_dir.resolve(), name.strip() or "reviewer", port, audit_size)
+    except ReviewError as e:
+        click.echo(f"ggtqc: {e}", err=True)
+        raise click.exceptions.Exit(2) from None
+    click.echo(f"reviewing {run_dir} as {server.app.reviewer}: {server.url}  (Ctrl-C to stop; every label is saved at once)")
+    for problem in server.app.index.problems + server.app.labels.notes():
+        click.echo(f"warning: {problem}", err=True)
+    if not no_open:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped; labels are in " + str(run_dir / "labels.jsonl"))
+    finally:
+        server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:

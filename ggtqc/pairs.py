@@ -4,6 +4,14 @@ A pairs folder holds an LQ and an HQ folder (``lq``/``hq`` or one of the usual a
 files are matched by their path relative to those folders, without extension, so
 ``lq/rain/0001.jpg`` and ``hq/rain/0001.png`` form the pair ``rain/0001``.
 
+Datasets often name the two sides differently. Files that find no partner by name are
+matched again with the common conventions taken off their names: a scale suffix on the LQ
+side (``0001x4``, ``0001_x4``), and side markers (``_LR``/``_HR``, ``_lq``/``_hq``,
+``_low``/``_high``). Templates say it exactly, as BasicSR's ``filename_tmpl`` does:
+``Naming(lq="{}x4", hq="{}")``. Each pair records how it was matched (``Pair.matched``),
+``ggtqc pairs`` lists the counts, and two files that reduce to one id are an error row that
+names both: never a silent guess.
+
 A pairs file (CSV with a header, or JSONL) lists ``lq`` and ``hq`` paths, relative to the
 file's own folder or absolute, and optionally an ``id``.
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,8 +42,43 @@ FOLDER_ALIASES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Name endings taken off when files do not pair by their full names, per side.
+CONVENTIONS = {
+    "lq": re.compile(r"(?i)[_-]?(?:x[2-8]|lrx?[2-8]?|lq|low|input)$"),
+    "hq": re.compile(r"(?i)[_-]?(?:hr|hq|gt|high|target)$"),
+}
+
+
 class PairsError(Exception):
     """The input as a whole cannot be read; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How a file's name (without extension) is made from its pair's id, ``{}`` standing for
+    the id: ``lq="{}x4"`` reads ``0001x4.png`` as the LQ of pair ``0001``."""
+
+    lq: str = "{}"
+    hq: str = "{}"
+
+    def __post_init__(self) -> None:
+        for side, template in (("lq", self.lq), ("hq", self.hq)):
+            if template.count("{}") != 1:
+                raise PairsError(f"--{side}-template {template!r} must hold '{{}}' once, where the pair id goes")
+
+    @property
+    def exact(self) -> bool:
+        return self.lq == "{}" and self.hq == "{}"
+
+    def pair_id(self, side: str, stem: str) -> str | None:
+        """The id a file's relative stem gives under this side's template, or None."""
+        template = getattr(self, side)
+        head, _, name = stem.rpartition("/")
+        prefix, suffix = template.split("{}")
+        if not (name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix)):
+            return None
+        core = name[len(prefix) : len(name) - len(suffix)]
+        return f"{head}/{core}" if head else core
 
 
 @dataclass(frozen=True)
@@ -45,6 +89,9 @@ class Pair:
     root: Path
     """Folder that ``lq`` and ``hq`` are reported relative to."""
     error: str | None = None
+    matched: str = "name"
+    """How the two files were matched: ``name`` (the same name), ``template``, or
+    ``convention: ...`` (which name endings were taken off)."""
 
     def relative(self, path: Path | None) -> str | None:
         if path is None:
@@ -55,10 +102,12 @@ class Pair:
             return path.as_posix()
 
 
-def discover(source: Path) -> list[Pair]:
+def discover(source: Path, naming: Naming | None = None) -> list[Pair]:
     """Pairs from a pairs folder or a pairs file, sorted by id."""
     if source.is_dir():
-        return discover_folder(source)
+        return discover_folder(source, naming or Naming())
+    if naming is not None and not naming.exact:
+        raise PairsError("--lq-template and --hq-template apply to a pairs folder, not a pairs file")
     if source.is_file():
         return read_pairs_file(source)
     raise PairsError(f"{source} does not exist; give a pairs folder (with lq/ and hq/) or a pairs file")
@@ -76,25 +125,74 @@ def find_sides(root: Path) -> tuple[Path, Path]:
     return found[0]
 
 
-def discover_folder(root: Path) -> list[Pair]:
+def discover_folder(root: Path, naming: Naming) -> list[Pair]:
     lq_dir, hq_dir = find_sides(root)
-    lq_files = images_by_id(lq_dir)
-    hq_files = images_by_id(hq_dir)
-    pairs = []
-    for pair_id in sorted(lq_files.keys() | hq_files.keys()):
-        lq = lq_files.get(pair_id, [])
-        hq = hq_files.get(pair_id, [])
-        error = None
-        if len(lq) > 1 or len(hq) > 1:
-            many = lq if len(lq) > 1 else hq
-            side = "lq" if len(lq) > 1 else "hq"
-            error = f"{side}: ambiguous, several files for this id ({', '.join(p.name for p in many)})"
-        elif not hq:
-            error = f"unpaired: no HQ file for this LQ in {hq_dir.name}/"
-        elif not lq:
-            error = f"unpaired: no LQ file for this HQ in {lq_dir.name}/"
-        pairs.append(Pair(pair_id, lq[0] if lq else None, hq[0] if hq else None, root, error))
-    return pairs
+    sides = {"lq": images_by_id(lq_dir), "hq": images_by_id(hq_dir)}
+    if naming.exact:
+        return _match(root, sides, "name", lq_dir, hq_dir, leftovers=True)
+    by_template = {side: _rekey(files, lambda stem, side=side: naming.pair_id(side, stem)) for side, files in sides.items()}
+    pairs = _match(root, by_template, "template", lq_dir, hq_dir, leftovers=False)
+    for side, files in sides.items():
+        for stem, paths in files.items():
+            if naming.pair_id(side, stem) is None:
+                template = getattr(naming, side)
+                error = f"{side}: name does not fit --{side}-template {template!r}"
+                files_ = (paths[0], None) if side == "lq" else (None, paths[0])
+                pairs.append(Pair(f"unmatched-{side}/{stem}", *files_, root, error, "template"))  # ids stay unique
+    return sorted(pairs, key=lambda p: p.id)
+
+
+def _rekey(files: dict[str, list[Path]], key) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = defaultdict(list)
+    for stem, paths in files.items():
+        new = key(stem)
+        if new is not None:
+            out[new] += paths
+    return out
+
+
+def _match(root: Path, sides: dict[str, dict[str, list[Path]]], how: str, lq_dir: Path, hq_dir: Path, leftovers: bool) -> list[Pair]:
+    """Pairs of files that share a key; with ``leftovers``, the unpaired files get a second
+    chance under the naming conventions before they become error rows."""
+    lq_files, hq_files = sides["lq"], sides["hq"]
+    lonely = {"lq": {k: v for k, v in lq_files.items() if k not in hq_files}, "hq": {k: v for k, v in hq_files.items() if k not in lq_files}}
+    pairs = [_pair(root, pair_id, lq_files[pair_id], hq_files[pair_id], how) for pair_id in lq_files.keys() & hq_files.keys()]
+    if leftovers and lonely["lq"] and lonely["hq"]:
+        reduced = {side: _rekey(files, lambda stem, side=side: _strip(side, stem)) for side, files in lonely.items()}
+        for pair_id in reduced["lq"].keys() & reduced["hq"].keys():
+            lq, hq = reduced["lq"][pair_id], reduced["hq"][pair_id]
+            endings = sorted({_ending(side, p, sides[side]) for side, paths in (("lq", lq), ("hq", hq)) for p in paths} - {""})
+            pairs.append(_pair(root, pair_id, lq, hq, f"convention: {' '.join(endings)}"))
+            for side, paths in (("lq", lq), ("hq", hq)):
+                for path in paths:
+                    lonely[side].pop(_stem_of(path, sides[side]), None)
+    for pair_id, paths in lonely["lq"].items():
+        pairs.append(_pair(root, pair_id, paths, [], how, f"unpaired: no HQ file for this LQ in {hq_dir.name}/"))
+    for pair_id, paths in lonely["hq"].items():
+        pairs.append(_pair(root, pair_id, [], paths, how, f"unpaired: no LQ file for this HQ in {lq_dir.name}/"))
+    return sorted(pairs, key=lambda p: p.id)
+
+
+def _pair(root: Path, pair_id: str, lq: list[Path], hq: list[Path], how: str, error: str | None = None) -> Pair:
+    if len(lq) > 1 or len(hq) > 1:
+        side, many = ("lq", lq) if len(lq) > 1 else ("hq", hq)
+        error = f"{side}: ambiguous, several files for this id ({', '.join(p.name for p in many)})"
+    return Pair(pair_id, lq[0] if lq else None, hq[0] if hq else None, root, error, how)
+
+
+def _strip(side: str, stem: str) -> str:
+    head, _, name = stem.rpartition("/")
+    core = CONVENTIONS[side].sub("", name) or name
+    return f"{head}/{core}" if head else core
+
+
+def _stem_of(path: Path, files: dict[str, list[Path]]) -> str:
+    return next(stem for stem, paths in files.items() if path in paths)
+
+
+def _ending(side: str, path: Path, files: dict[str, list[Path]]) -> str:
+    name = _stem_of(path, files).rpartition("/")[2]
+    return name[len(CONVENTIONS[side].sub("", name) or name) :]
 
 
 def images_by_id(side: Path) -> dict[str, list[Path]]:

@@ -6,6 +6,10 @@ resize of a uint16 image returns the rounded mean of each 2x2 block, so pre-mult
 other block sizes take the generic area resize in float32. Luma and the 1/block**2 scale
 then apply to the small pooled planes. Pairs of a batch run in parallel threads (OpenCV
 releases the GIL).
+
+Both memory layouts are read where they lie: a channels-last image is one interleaved
+``(H, W, 3)`` array, and an NCHW image is three contiguous planes, each pooled on its own
+before the luma weights combine the small planes. No full-size transpose is made.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ _TAPS = np.asarray(gaussian_window(), dtype=np.float32).reshape(-1, 1)
 def ssim_opencv(lq: torch.Tensor, hq: torch.Tensor, geometry: Geometry) -> SSIMResult:
     g = geometry
     n = g.batch
-    results = ssim_pairs([_hwc(i) for i in lq], [_hwc(i) for i in hq], [g.factor] * n, [g.scale] * n, [g.grid] * n)
+    results = ssim_pairs([_image(i) for i in lq], [_image(i) for i in hq], [g.factor] * n, [g.scale] * n, [g.grid] * n)
     ssim, structure, ssim_tiles, structure_tiles = zip(*results)
     tiles = g.grid is not None
     return SSIMResult(
@@ -66,16 +70,21 @@ def _pool() -> ThreadPoolExecutor:
     return _POOLS[workers]
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
-    """``[3, H, W]`` uint8 tensor -> ``(H, W, 3)`` array; free for channels-last memory."""
-    return image.permute(1, 2, 0).contiguous().numpy()
+def _image(image: torch.Tensor) -> np.ndarray:
+    """A ``[3, H, W]`` uint8 tensor as an array without copying where its layout allows:
+    ``(H, W, 3)`` for channels-last memory, ``(3, H, W)`` planes otherwise."""
+    hwc = image.permute(1, 2, 0)
+    if hwc.is_contiguous():
+        return hwc.numpy()
+    return image.contiguous().numpy()
 
 
 def ssim_pair(
     lq: np.ndarray, hq: np.ndarray, lq_block: int, hq_block: int, grid: int | None = None
 ) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
-    """SSIM and structure of one pair of uint8 ``(H, W, 3)`` images."""
-    height, width = lq.shape[0] // lq_block, lq.shape[1] // lq_block
+    """SSIM and structure of one pair of uint8 ``(H, W, 3)`` images or ``(3, H, W)`` planes."""
+    lq_height, lq_width = lq.shape[1:] if _planar(lq) else lq.shape[:2]
+    height, width = lq_height // lq_block, lq_width // lq_block
     x = pooled_luma(lq, lq_block, height, width)
     y = pooled_luma(hq, hq_block, height, width)
     ssim, structure = ssim_maps(x, y)
@@ -86,15 +95,32 @@ def ssim_pair(
 
 
 def pooled_luma(image: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
-    """Luma of ``block x block`` means of an ``(H, W, 3)`` image, minus 128, float32.
+    """Luma of ``block x block`` means of an ``(H, W, 3)`` image or ``(3, H, W)`` planes,
+    minus 128, float32.
 
     Centring on mid-grey leaves every covariance unchanged and keeps float32 moments of
     bright or dark planes from cancelling.
     """
+    if _planar(image):
+        return _planar_luma(image, block, height, width)
     sums = block_sums(image[: height * block, : width * block], block)
     matrix = np.asarray([[*LUMA, 0.0]], dtype=np.float64) / (block * block)
     matrix[0, 3] = -128.0
     return cv2.transform(sums.astype(np.float32, copy=False), matrix.astype(np.float32))
+
+
+def _planar(image: np.ndarray) -> bool:
+    """``(3, H, W)`` planes rather than an ``(H, W, 3)`` image (a 3-px-wide image is taken
+    as interleaved, the layout the filters hand over)."""
+    return image.shape[0] == 3 and image.shape[2] != 3
+
+
+def _planar_luma(planes: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+    """:func:`pooled_luma` of three ``(H, W)`` planes: each pooled exactly, then weighted."""
+    weights = [np.float32(w / (block * block)) for w in LUMA]
+    pooled = [block_sums(plane[: height * block, : width * block], block) for plane in planes]
+    luma = cv2.addWeighted(pooled[0], float(weights[0]), pooled[1], float(weights[1]), -128.0, dtype=cv2.CV_32F)
+    return cv2.scaleAdd(pooled[2].astype(np.float32, copy=False), float(weights[2]), luma)
 
 
 def block_sums(image: np.ndarray, block: int) -> np.ndarray:

@@ -219,8 +219,8 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
         write(pairs / side / f"{pair_id}{suffix}")
     for tmp in pairs.rglob("*.tmp.png"):
         tmp.unlink()
-    save_rgb(pairs / "lq" / "bad/lonely_lq.png", photo)
-    save_rgb(pairs / "hq" / "bad/lonely_hq.png", photo)
+    save_rgb(pairs / "lq" / "bad/orphan_left.png", photo)
+    save_rgb(pairs / "hq" / "bad/orphan_right.png", photo)
     before = fingerprint(pairs)
 
     out = tmp_path / "qc"
@@ -233,7 +233,7 @@ def test_hundred_odd_real_pairs_with_broken_files_get_one_row_each(tmp_path):
     by_id = {row["id"]: row for row in rows}
     for pair_id, (_, _, _, reason) in broken.items():
         assert by_id[pair_id]["verdict"] == "error" and by_id[pair_id]["reasons"][0].startswith(reason), by_id[pair_id]
-    assert "no HQ file" in by_id["bad/lonely_lq"]["reasons"][0] and "no LQ file" in by_id["bad/lonely_hq"]["reasons"][0]
+    assert "no HQ file" in by_id["bad/orphan_left"]["reasons"][0] and "no LQ file" in by_id["bad/orphan_right"]["reasons"][0]
     assert all(by_id[i]["verdict"] in ("accept", "review", "reject") for i in good)
 
     log = (out / "results.jsonl").read_bytes()
@@ -327,3 +327,18 @@ def test_ctrl_c_stops_the_run_keeps_its_rows_and_says_how_to_resume(tmp_path, pl
     assert resumed.returncode == 0, resumed.stderr
     ids = [row["id"] for row in read_rows(out)]
     assert len(ids) == len(set(ids)) == 40
+
+
+def test_pairs_command_lists_how_files_were_matched(tmp_path):
+    photo = photos()[0][:64, :64]
+    for name in ("0001", "0002"):
+        save_rgb(tmp_path / "hq" / f"{name}.png", photo)
+        save_rgb(tmp_path / "lq" / f"{name}x4.png", photo)
+    save_rgb(tmp_path / "lq" / "0003x4.png", photo)
+    result = run_cli("pairs", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "3 ids: 2 pairs, 1 problems" in result.stdout and "matched by convention: x4" in result.stdout
+    listing = run_cli("pairs", str(tmp_path), "--lq-template", "{}x4", "--list")
+    assert listing.stdout.splitlines()[0] == "0001\tlq/0001x4.png\thq/0001.png\ttemplate"
+    bad = run_cli("pairs", str(tmp_path), "--lq-template", "x4")
+    assert bad.returncode == 2 and "must hold '{}' once" in bad.stderr

@@ -88,3 +88,22 @@ def test_decide_says_what_is_wrong_with_a_config_in_one_line(run, tmp_path, text
 def test_decide_on_a_folder_that_is_not_a_run(tmp_path):
     result = run_cli("decide", str(tmp_path))
     assert result.returncode == 2 and "holds no ggtqc results" in result.stderr
+
+
+def test_a_run_of_row_schema_1_is_re_decided_with_default_margins(run):
+    old = json.loads((run / "run.json").read_text())
+    for key in ("row_schema", "order"):
+        del old[key]
+    for spec in old["filters"].values():
+        del spec["margins"]
+    (run / "run.json").write_text(json.dumps(old))
+    rows = [{k: v for k, v in row.items() if k != "review"} for row in read_rows(run)]
+    for row in rows:  # schema 1 knew accept, reject and error only
+        row["verdict"] = "accept" if row["verdict"] == "review" else row["verdict"]
+    (run / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = run_cli("decide", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "accept -> review" in result.stdout  # the band appears; filters run in name order
+    after = {row["id"]: row for row in read_rows(run)}
+    assert after["lowlight/rocket"]["verdict"] == "review"
+    assert json.loads((run / "run.json").read_text())["row_schema"] == 2

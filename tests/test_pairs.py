@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ggtqc.pairs import PairsError, discover
+from ggtqc.pairs import Naming, PairsError, discover
 
 
 def touch(path, content=b"x"):
@@ -32,11 +32,11 @@ def test_folder_aliases(tmp_path, lq, hq):
 
 
 def test_unpaired_files_on_either_side_become_error_pairs(tmp_path):
-    touch(tmp_path / "lq/only_lq.png")
-    touch(tmp_path / "hq/only_hq.png")
+    touch(tmp_path / "lq/sunset.png")
+    touch(tmp_path / "hq/harbour.png")
     by_id = {p.id: p for p in discover(tmp_path)}
-    assert "no HQ file" in by_id["only_lq"].error
-    assert "no LQ file" in by_id["only_hq"].error
+    assert "no HQ file" in by_id["sunset"].error
+    assert "no LQ file" in by_id["harbour"].error
 
 
 def test_two_files_for_one_id_are_an_error_not_a_guess(tmp_path):
@@ -94,3 +94,38 @@ def test_pairs_file_errors_name_the_line(tmp_path):
     (tmp_path / "list.txt").write_text("a.png b.png\n")
     with pytest.raises(PairsError, match="must end in"):
         discover(tmp_path / "list.txt")
+
+
+def layout(root, names):
+    for name in names:
+        touch(root / name)
+
+
+def test_div2k_style_names_pair_by_the_scale_suffix_and_say_so(tmp_path):
+    layout(tmp_path, ["hq/0001.png", "hq/0002.png", "lq/0001x4.png", "lq/0002x4.png", "hq/sub/7_HR.png", "lq/sub/7_LR.png"])
+    pairs = {p.id: p for p in discover(tmp_path)}
+    assert sorted(pairs) == ["0001", "0002", "sub/7"]
+    assert pairs["0001"].lq.name == "0001x4.png" and pairs["0001"].hq.name == "0001.png"
+    assert pairs["0001"].matched == "convention: x4" and pairs["sub/7"].matched == "convention: _HR _LR"
+    assert all(p.error is None for p in pairs.values())
+
+
+def test_a_convention_never_steals_a_file_that_pairs_by_name_and_collisions_are_errors(tmp_path):
+    layout(tmp_path, ["hq/b.png", "lq/b.png", "lq/b_x4.png", "hq/c.png", "lq/c_x4.png", "lq/c_LR.png"])
+    pairs = {p.id: p for p in discover(tmp_path)}
+    assert pairs["b"].matched == "name" and pairs["b"].lq.name == "b.png"
+    assert pairs["b_x4"].error.startswith("unpaired")  # b is taken: no guess
+    assert pairs["c"].error == "lq: ambiguous, several files for this id (c_LR.png, c_x4.png)"
+
+
+def test_templates_read_names_exactly(tmp_path):
+    layout(tmp_path, ["hq/0001.png", "lq/0001x4.png", "lq/0002x4.png", "lq/0003_lr.png"])
+    pairs = {p.id: p for p in discover(tmp_path, Naming(lq="{}x4", hq="{}"))}
+    assert pairs["0001"].matched == "template" and pairs["0001"].error is None
+    assert pairs["0002"].error.startswith("unpaired: no HQ file")
+    assert pairs["unmatched-lq/0003_lr"].error == "lq: name does not fit --lq-template '{}x4'"
+    with pytest.raises(PairsError, match="must hold"):
+        Naming(lq="x4")
+    touch(tmp_path / "pairs.csv", b"lq,hq\nlq/0001x4.png,hq/0001.png\n")
+    with pytest.raises(PairsError, match="pairs folder"):
+        discover(tmp_path / "pairs.csv", Naming(lq="{}x4"))

@@ -60,14 +60,18 @@ CASES = [
 
 
 @pytest.mark.parametrize("photo,size,scale,factor,kind", CASES)
-@pytest.mark.parametrize("impl", ["opencv", "torch"])
-def test_matches_skimage_on_real_photos(photo, size, scale, factor, kind, impl):
+@pytest.mark.parametrize("impl,layout", [("opencv", "channels_last"), ("opencv", "nchw"), ("torch", "channels_last")])
+def test_matches_skimage_on_real_photos(photo, size, scale, factor, kind, impl, layout):
     rng = np.random.default_rng(photo)
     hq = cv2.resize(photos()[photo], (size[1], size[0]), interpolation=cv2.INTER_AREA)
     lq = degrade(hq, scale, kind, rng)
     hq = hq[: lq.shape[0] * scale, : lq.shape[1] * scale]
     expected = skimage_ssim(lq, hq, factor)
-    got = downsampled_ssim(*tensors(lq, hq), factor, impl=impl)
+    lq_t, hq_t = tensors(lq, hq)  # channels-last memory: HWC arrays seen as [1, 3, H, W]
+    if layout == "nchw":  # torch's default layout: three contiguous planes per image
+        lq_t, hq_t = lq_t.contiguous(), hq_t.contiguous()
+        assert lq_t.is_contiguous() and not lq_t.permute(0, 2, 3, 1).is_contiguous()
+    got = downsampled_ssim(lq_t, hq_t, factor, impl=impl)
     assert got.dtype == torch.float32 and got.shape == (1,)
     assert abs(got.item() - expected) < 1e-4, (got.item(), expected)
 
