@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 import pytest
@@ -85,17 +86,29 @@ def test_sample_pairs_show_every_verdict(tmp_path):
         (["filter"], "give either a PAIRS folder or --pairs-file"),
         (["filter", "EXAMPLES", "--config", "BADCONFIG"], "unknown option of resolution 'min_side'"),
         (["filter", "EXAMPLES", "--config", "MISSING"], "config file"),
+        (["filter", "EXAMPLES", "-p", "resolution", "--export", "TAKEN"], "is not empty and was not made by ggtqc"),  # before the run, not after
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     (tmp_path / "bad.toml").write_text("[resolution]\nmin_side = 512\n")
-    swap = {"EXAMPLES": str(EXAMPLES), "MISSING": str(tmp_path / "missing"), "BADCONFIG": str(tmp_path / "bad.toml")}
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    swap = {"EXAMPLES": str(EXAMPLES), "MISSING": str(tmp_path / "missing"), "BADCONFIG": str(tmp_path / "bad.toml"), "TAKEN": str(tmp_path / "taken")}
     result = run_cli(*[swap.get(a, a) for a in args], "--out", str(tmp_path / "qc"))
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "qc" / "results.jsonl").exists()
+
+
+def test_allow_list_keeps_the_builtins_and_is_named_when_a_filter_is_missing(tmp_path):
+    result = run_cli("filter", str(EXAMPLES), "-p", "resolution,mine", "--out", str(tmp_path / "qc"), env={"GGTQC_LOAD_PLUGINS": "mine"})
+    assert result.returncode == 2
+    warning, error = result.stderr.splitlines()
+    assert warning == "warning: plugin 'mine' failed to load: named in GGTQC_LOAD_PLUGINS, but no installed package has a ggtqc plugin of that name"
+    assert error.startswith("ggtqc: unknown filter 'mine' (available: artifacts, clip, color, ")  # the built-ins still load
+    assert error.endswith("; GGTQC_LOAD_PLUGINS='mine' limits which installed plugins load")
 
 
 def test_changed_configuration_refuses_to_resume_until_fresh(tmp_path):
@@ -126,6 +139,19 @@ def test_pairs_file_and_export(tmp_path):
     refused = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc"), "--export", str(tmp_path / "other"))
     assert refused.returncode == 2 and "not empty" in refused.stderr
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep me"
+
+
+def test_every_option_has_help_and_help_lists_the_environment_variables():
+    from ggtqc.cli import cli
+
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"ggtqc {name} {param.opts[0]} has no help text"
+    shown = run_cli("--help")
+    assert shown.returncode == 0
+    for variable in ("GGTQC_LOAD_PLUGINS", "GGTQC_CACHE", "GGTQC_SSIM_IMPL", "GGTQC_DEBUG"):
+        assert variable in shown.stdout
 
 
 def test_plugins_listing_shows_builtins_with_source():
