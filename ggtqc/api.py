@@ -32,7 +32,7 @@ from ggtqc.config import FilterConfig, load_config
 from ggtqc.export import check_export_dir, export_accepted
 from ggtqc.host import Entry, Host, PluginError, load_host, select_filters
 from ggtqc.images import DecodeError, DecodeLimits, decode_image
-from ggtqc.pairs import Pair, discover
+from ggtqc.pairs import Naming, Pair, discover
 from ggtqc.results import ROW_SCHEMA, ResultsLog
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, score_batch
 
@@ -97,6 +97,7 @@ def filter_pairs(
     fresh: bool = False,
     export: str | os.PathLike | None = None,
     limits: DecodeLimits | None = None,
+    naming: Naming | None = None,
     progress: ProgressCallback | None = None,
     host: Host | None = None,
 ) -> dict[str, Any]:
@@ -108,10 +109,12 @@ def filter_pairs(
     The options are those of ``ggtqc filter``: ``workers`` defaults to the cores divided by
     ``processes``; ``export`` links the accepted pairs into ``export/lq`` and ``export/hq``
     (checked before the run) and the summary says how many under ``"export"``. A run whose
-    ``out`` holds rows of the same configuration resumes; ``fresh`` starts over.
+    ``out`` holds rows of the same configuration resumes; ``fresh`` starts over. ``naming``
+    gives file-name templates of a pairs folder (``Naming(lq="{}x4")``); without it, files
+    pair by name, then by the common conventions (``ggtqc.pairs``).
     """
     source = Path(pairs).resolve()
-    found = discover(source)
+    found = discover(source, naming)
     root = source if source.is_dir() else source.parent
     host = host or _load_host()
     available = host.filters()
@@ -132,6 +135,8 @@ def filter_pairs(
         "all_scores": all_scores,
         "limits": {"max_pixels": limits.max_pixels, "max_bytes": limits.max_bytes},
     }
+    if naming is not None and not naming.exact:  # other templates, other pairs: no resuming across them
+        run_config["naming"] = {"lq": naming.lq, "hq": naming.hq}
     out = Path(out)
     log = ResultsLog(out, run_config, fresh=fresh)
     done_before = sum(1 for p in found if p.id in log.done)

@@ -65,6 +65,8 @@ def cli() -> None:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Pairs decoded and scored together; larger batches keep a GPU busier and use more memory.")
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; on a many-core CPU try 4 or more.")
 @click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding and scoring pairs.")
+@click.option("--lq-template", default="{}", show_default=True, help="LQ file name from the pair id, as BasicSR's filename_tmpl ('{}x4'); 'ggtqc pairs' shows the pairing.")
+@click.option("--hq-template", default="{}", show_default=True, help="HQ file name from the pair id.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")
@@ -81,6 +83,8 @@ def filter_command(
     batch_size: int,
     processes: int,
     workers: int | None,
+    lq_template: str,
+    hq_template: str,
     all_scores: bool,
     fresh: bool,
     export_dir: Path | None,
@@ -100,7 +104,7 @@ def filter_command(
             pairs or pairs_file, out, plugins, config_path,
             device=device, batch_size=batch_size, processes=processes, workers=workers, all_scores=all_scores,
             fresh=fresh, export=export_dir, limits=DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20)),
-            progress=progress, host=host,
+            naming=Naming(lq_template, hq_template), progress=progress, host=host,
         )  # fmt: skip
     finally:
         if progress:

@@ -342,3 +342,16 @@ def test_pairs_command_lists_how_files_were_matched(tmp_path):
     assert listing.stdout.splitlines()[0] == "0001\tlq/0001x4.png\thq/0001.png\ttemplate"
     bad = run_cli("pairs", str(tmp_path), "--lq-template", "x4")
     assert bad.returncode == 2 and "must hold '{}' once" in bad.stderr
+
+
+def test_a_div2k_named_folder_filters_with_one_flag(tmp_path):
+    photo = photos()[0][:256, :256]
+    for name in ("0001", "0002"):
+        save_rgb(tmp_path / "pairs" / "hq" / f"{name}.png", photo)
+        save_rgb(tmp_path / "pairs" / "lq" / f"{name}x2.png", cv2.resize(photo, (128, 128), interpolation=cv2.INTER_AREA))
+    args = ["filter", str(tmp_path / "pairs"), "-q", "-p", "resolution", "--lq-template", "{}x2", "--out", str(tmp_path / "qc")]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(tmp_path / "qc")
+    assert [(r["id"], r["lq"], r["verdict"]) for r in rows] == [("0001", "lq/0001x2.png", "accept"), ("0002", "lq/0002x2.png", "accept")]
+    assert json.loads((tmp_path / "qc" / "run.json").read_text())["naming"] == {"lq": "{}x2", "hq": "{}"}
