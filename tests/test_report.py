@@ -24,7 +24,7 @@ def images_on(page: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("qc")
-    done = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--fresh")
+    done = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--all-scores", "--out", str(out), "--fresh")  # every rejecting field draws
     assert done.returncode == 0, done.stderr
     return out
 
