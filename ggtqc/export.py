@@ -221,7 +221,7 @@ def export_run(
         **settings,
         "run": str(run_dir.resolve()),
         "pairs": sum(selection.by_verdict.values()),
-        "by_verdict": dict(selection.by_verdict),
+        "by_verdict": {v: selection.by_verdict[v] for v in VERDICTS if selection.by_verdict[v]},
         **written,
         "missing_files": len(selection.missing),
         **({"missing_examples": selection.missing[:5]} if selection.missing else {}),
