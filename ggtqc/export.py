@@ -73,6 +73,13 @@ class Selection:
     cost_usd: float = 0.0
 
     def __iter__(self) -> Iterator[Item]:
+        try:
+            yield from self._items()
+        finally:
+            if self.generation:
+                self.generation.close()
+
+    def _items(self) -> Iterator[Item]:
         keys = Keys()
         for row in self.rows:
             if row.get("verdict") not in self.verdicts:
@@ -128,6 +135,9 @@ class GenerationIndex:
                         self.offsets[pair_id] = offset
                 offset += len(line)
         self._file = path.open("rb")
+
+    def close(self) -> None:
+        self._file.close()
 
     def get(self, pair_id: str) -> dict[str, Any] | None:
         offset = self.offsets.get(pair_id)

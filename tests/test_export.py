@@ -236,3 +236,26 @@ def test_keys_are_flat_dotless_and_unique():
     assert keys.key("a.b c/d") == "a_b_c__d"
     clash = keys.key("haze__coffee")
     assert clash.startswith("haze__coffee-") and clash != "haze__coffee" and "." not in clash
+
+
+def test_hf_card_tells_labels_and_the_calibration_behind_the_thresholds(run_dir, tmp_path):
+    labels = [
+        {"id": "haze/coffee", "label": "accept", "tags": [], "reviewer": "ana", "queue": "audit", "time": "2026-12-03T09:14:05Z", "scores_shown": True},
+        {"id": "fault/mirrored", "label": "reject", "tags": ["geometry_changed"], "reviewer": "ana", "queue": "rejected:ssim.structure", "time": "2026-12-03T09:15:05Z", "scores_shown": True},
+        {"id": "fault/mirrored", "label": "reject", "tags": [], "reviewer": "ben", "queue": "audit", "time": "2026-12-03T09:16:05Z", "scores_shown": False},
+    ]
+    (run_dir / "labels.jsonl").write_text("".join(json.dumps(label) + "\n" for label in labels))
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text(
+        f"# ggtqc calibrate {run_dir} --target-accept 0.98 --confidence 0.9\n"
+        "# NOT GUARANTEED: 2 audit labels, 114 needed.\n\n[ssim.thresholds]\nstructure = 0.45\n"
+    )
+    decided = run_cli("decide", str(run_dir), "--config", str(thresholds))
+    assert decided.returncode == 0, decided.stderr
+    out = tmp_path / "hf"
+    export(run_dir, out, "--format", "hf", "--verdicts", "accept,review")
+    card = (out / "README.md").read_text()
+    assert "3 labels by 2 reviewers; 2 pairs decided by them (1 good, 1 faulty), 2 of them in the audit sample" in card
+    assert "re-decided from the stored scores with `thresholds.toml`" in card
+    assert "Its calibration: NOT GUARANTEED: 2 audit labels, 114 needed." in card
+    assert "whose verdict is accept or review" in card

@@ -207,7 +207,8 @@ def _labels_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
         good = sum(1 for c in consensus.values() if c["label"] == "accept")
         audit = sum(1 for c in consensus.values() if c["audit"])
         lines.append(
-            f"{len(labels.latest)} labels by {len(labels.reviewers())} reviewers; {len(consensus)} pairs decided by them "
+            f"{_count(len(labels.latest), 'label')} by {_count(len(labels.reviewers()), 'reviewer')}; "
+            f"{_count(len(consensus), 'pair')} decided by them "
             f"({good} good, {len(consensus) - good} faulty), {audit} of them in the audit sample (a uniformly random draw)."
         )
     else:
@@ -222,6 +223,10 @@ def _labels_lines(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     else:
         lines += ["", "Thresholds are as the run was filtered (not re-decided after labelling)."]
     return lines + [""]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _calibration_claim(config: Path) -> list[str]:
