@@ -37,6 +37,7 @@ from ggtqc.rowlog import LogError, read_rows, write_atomic
 MARKER = ".ggtqc-export"
 FORMATS = ("folders", "basicsr", "hf", "webdataset")
 GENERATION_LOG = "generation.jsonl"  # as ggtqc.generate writes it into a pairs folder
+LAYOUT = 1  # of the sharded formats' contents; a change rewrites every shard on the next export
 
 
 class ExportError(Exception):
@@ -68,7 +69,8 @@ class Selection:
     verdicts: tuple[str, ...]
     generation: GenerationIndex | None = None
     by_verdict: Counter[str] = field(default_factory=Counter)
-    missing: list[str] = field(default_factory=list)
+    missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)
     models: Counter[str] = field(default_factory=Counter)
     cost_usd: float = 0.0
 
@@ -86,7 +88,9 @@ class Selection:
                 continue
             lq, hq = (self.root / row[side] if row.get(side) else None for side in ("lq", "hq"))
             if lq is None or hq is None or not lq.is_file() or not hq.is_file():
-                self.missing.append(row["id"])
+                self.missing += 1
+                if len(self.missing_examples) < 5:
+                    self.missing_examples.append(row["id"])
                 continue
             self.by_verdict[row["verdict"]] += 1
             generation = self.generation.get(row["id"]) if self.generation else None
@@ -222,8 +226,8 @@ def export_run(
     else:
         from ggtqc.exports import hf, shards, webdataset
 
-        settings["shard_size"] = shard_size
-        writer = hf.ParquetShards(run, run_dir) if fmt == "hf" else webdataset.TarShards()
+        settings.update(shard_size=shard_size, layout=LAYOUT)
+        writer = hf.ParquetShards(run) if fmt == "hf" else webdataset.TarShards()
         written = shards.write_shards(selection, dest, writer, shard_size, settings)
         if fmt == "hf":
             hf.write_card(dest, run, run_dir, selection, written, settings)
@@ -233,8 +237,8 @@ def export_run(
         "pairs": sum(selection.by_verdict.values()),
         "by_verdict": {v: selection.by_verdict[v] for v in VERDICTS if selection.by_verdict[v]},
         **written,
-        "missing_files": len(selection.missing),
-        **({"missing_examples": selection.missing[:5]} if selection.missing else {}),
+        "missing_files": selection.missing,
+        **({"missing_examples": selection.missing_examples} if selection.missing else {}),
     }
     write_marker(dest, {"format": fmt, "summary": summary})
     return summary

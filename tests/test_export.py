@@ -74,6 +74,10 @@ def test_folders_links_renames_and_follows_the_verdicts(finished, tmp_path):
     summary = json.loads((out / ".ggtqc-export").read_text())["summary"]
     assert summary["pairs"] == 7 and summary["files"]["removed"] == 10
 
+    errors = run_cli("export", str(finished), "--out", str(tmp_path / "errors"), "--verdicts", "error")
+    assert errors.returncode == 0 and "exported 1 pairs (1 error)" in errors.stdout  # the truncated target is still a file
+    assert "warning: 1 pairs left out, their files are gone (e.g. broken/no_target)" in errors.stderr
+
     flat = tmp_path / "flat"
     export(finished, flat, "--rename")
     assert sorted(p.name for p in (flat / "hq").iterdir()) == sorted(safe_key(i) + Path(rows[i]["hq"]).suffix for i in ACCEPTED)

@@ -50,7 +50,7 @@ class ParquetShards:
     folder = "data"
     pattern = "train-{index:05d}.parquet"
 
-    def __init__(self, run: dict[str, Any], run_dir: Path) -> None:
+    def __init__(self, run: dict[str, Any]) -> None:
         import pyarrow as pa
 
         self.pa = pa
@@ -142,7 +142,7 @@ def write_card(dest: Path, run: dict[str, Any], run_dir: Path, selection: Select
         "",
     ]
     if selection.missing:
-        lines += [f"{len(selection.missing)} pairs of those verdicts were left out: their files are gone.", ""]
+        lines += [f"{selection.missing} pairs of those verdicts were left out: their files are gone.", ""]
     if totals["rejected_by"]:
         lines += ["Rejections by field: " + ", ".join(f"`{k}` {n}" for k, n in totals["rejected_by"].items()) + ".", ""]
     lines += _generation_lines(selection)
