@@ -173,10 +173,12 @@ def pairs_root(run: dict[str, Any]) -> Path:
     raise ExportError(f"the run's input {source} is gone; the pairs must stay where 'ggtqc filter' read them")
 
 
-def claim(dest: Path, fmt: str) -> dict[str, Any]:
-    """Make ``dest`` an export folder of ``fmt``, or refuse; the previous marker, if any."""
+def check_export_dir(dest: Path, fmt: str = "folders") -> dict[str, Any]:
+    """Refuse, before any work, a folder an export of ``fmt`` may not write; its marker, if any."""
     marker = dest / MARKER
     previous: dict[str, Any] = {}
+    if dest.exists() and not dest.is_dir():
+        raise ExportError(f"{dest} is a file; choose a folder to export to")
     if marker.is_file():
         try:
             previous = json.loads(marker.read_text(encoding="utf-8"))
@@ -184,8 +186,15 @@ def claim(dest: Path, fmt: str) -> dict[str, Any]:
             previous = {"format": "folders"}  # the plain-text marker of earlier 'filter --export'
         if previous.get("format", "folders") != fmt:
             raise ExportError(f"{dest} holds a {previous.get('format')} export; choose another folder for --format {fmt}")
-    elif dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    elif dest.is_dir() and any(dest.iterdir()):
         raise ExportError(f"{dest} is not empty and was not made by ggtqc export; choose a new folder")
+    return previous
+
+
+def claim(dest: Path, fmt: str) -> dict[str, Any]:
+    """Make ``dest`` an export folder of ``fmt``, or refuse; the previous marker, if any."""
+    previous = check_export_dir(dest, fmt)
+    marker = dest / MARKER
     dest.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
         write_marker(dest, {"format": fmt})

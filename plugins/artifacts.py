@@ -3,22 +3,21 @@
 No-reference measures on the HQ's luma at its own resolution, plus one comparison with the
 LQ. Each is a ratio or a physical unit, so its threshold reads directly:
 
-- ``blockiness``: mean absolute step across the strongest 8-px grid phase over the mean
-  over all phases, both axes averaged. 1.0 for natural images; JPEG blocking raises it.
+- ``blockiness``: the mean absolute step across a JPEG grid's phase over the mean step
+  over all phases, both axes averaged; 1.0 for natural images. Two grids are read and the
+  larger ratio is the score: the HQ's own 8-px grid (its strongest phase) and, at 2x and
+  4x, the LQ's blocks carried into the HQ as tiles every 8 x scale px (one known phase,
+  from the frame's origin). Natural targets of the calibration photos stay at or under
+  1.24 on either, targets compressed to JPEG read 1.39 and more; the limit is 1.3.
 - ``noise``: noise standard deviation in grey levels, from the median absolute response
   of a Laplacian mask (Immerkaer) on the flattest 30% of the image.
-- ``halo``: share of the pixels along the strongest 5% of edges where the image overshoots
-  the range of its smoothed self (sigma 3) over a 21-px window by more than 5% of that
-  range. Over-sharpening and ringing push edge pixels past the flat plateaus on both sides
-  of every strong edge; textures and thin lines mostly stay within the range of their
-  wider surroundings. (A 9-px window, tried first, read busy photos' texture as halo: the
-  honest level then depended on the photo.) Only pixels with room to overshoot count: on
-  the bright side of an edge the plateau must sit below white, on the dark side above
-  black, by the 5%. Counting the others made photos with blown highlights and black
-  shadows look clean however hard they were sharpened. The count keeps at least half the
-  edge pixels, so a mostly clipped frame (a star field, lamps on a black sky) is not
-  judged on its isolated highlights alone. On the calibration photos honest targets
-  reach 0.34 and strongly sharpened ones start at 0.42; the limit, 0.38, is the midpoint.
+- ``halo``: strong over-sharpening, a rim both widespread and strong: the smaller of the
+  *rim share* (strong-edge pixels overshooting their smoothed 21-px range by 5% of it,
+  over 0.38) and the *ringing strength* (across each strong edge, the smaller of the
+  overshoots past its two plateaus over the step, 60th percentile of the edges, over
+  0.22). Crisp targets (unsharp amount 0.3-0.7, as GAN and generative restorers make
+  them) have a rim but a weak one; on the calibration photos none of them reaches 1,
+  targets sharpened at amount 2-3.5 do in 96% of cases.
 - ``detail``: RMS of the finest band (image minus its sigma-1 blur) over the RMS of the
   next band (sigma 1 minus sigma 2). Natural photos sit above 1; over-smoothed, "plastic"
   targets and plain upscales fall well below.
@@ -33,15 +32,16 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   a quarter of their brightness, as night scenes, 38 to 62. The HQ is judged on its own:
   removing bright rain or snow and denoising legitimately cut the range the LQ had, so
   much that a dark snowy scene restored honestly kept a tenth of it.
-- ``change``: RMS luma difference between the HQ (area-resized to the LQ's size) and the
-  LQ, in grey levels, beyond the difference a bilinear upscale of the LQ would show (the
-  two subtracted in quadrature). Both sides are blurred by 0.7 LQ px first: a resampling
-  round trip loses the finest band, and at 4x, where a bilinear round trip blurs over two
-  LQ pixels, that loss on thin rain streaks matched a real restoration's whole change. A
-  restoration of a visibly degraded photo changes it by more than a few grey levels; a
-  target that is the LQ upscaled does not ("not restored"). On the benchmark (1x, 2x and
-  4x, both degradation sets) honest targets read 3.4 or more, targets that are the LQ
-  denoised and upscaled 2.7 at most; the limit is 3.
+- ``change``: is the target restored at all? At the LQ's scale, the RMS luma difference
+  between the HQ (area-resized) and the LQ beyond what a bilinear upscale of the LQ would
+  show, both blurred by 0.7 LQ px (a resampling round trip loses the finest band). At 2x
+  and 4x, the larger of that and the detail the HQ drew at its own scale: the RMS, above
+  the band the LQ can hold, of what no upscale of the LQ explains (three interpolators and
+  unsharp masks of several radii, fitted by least squares). A super-resolution target of a
+  barely degraded source changes little at the LQ's scale but draws new detail above it;
+  a plain, sharpened or denoised upscale draws none. On the benchmark honest targets read
+  3.4 or more at the LQ's scale (1x to 4x, both degradation sets) and 4.3 or more at their
+  own (calibration photos, 2x and 4x); upscales at most 2.7 and 2.5; the limit is 3.
 """
 
 from __future__ import annotations
@@ -56,18 +56,25 @@ from ggtqc.planes import MIN_SIDE, luma, noise_sigma, percentile
 
 HALO_WINDOW = 21  # px: wider than a sharpening rim, so the range spans the plateaus beside an edge
 HALO_OVERSHOOT = 0.05  # of that range
+HALO_RIM = 0.38  # rim share at which ``halo`` reaches 1 if the rim is strong as well
+HALO_RINGING = 0.22  # ringing strength at which ``halo`` reaches 1 if the rim is widespread as well
+HALO_PLATEAU = 8  # px along an edge's normal: past a sharpening rim, on the plateau
+HALO_NEAR = (1, 2, 3, 4)  # px along the normal where a rim peaks
+HALO_MIN_ROOM = 0.25  # share of edge pixels that must have room to ring for the strength to be read
 CHANGE_BLUR = 0.7  # LQ px: below the finest band, which a resampling round trip loses
+SHARPEN_RADII = (0.25, 0.5, 0.75, 1.0, 1.5)  # LQ px: unsharp masks of an upscale that new_detail takes as no restoration
+NYQUIST_BLUR = 0.6  # LQ px: what remains above this blur is finer than a 2x or 4x LQ can hold
 
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "7"
+    version = "8"
     threadsafe = True
     cost = 6.0
     fields = (
-        Field("blockiness", "lower", 1.3, "strongest 8-px grid step over the mean step"),
+        Field("blockiness", "lower", 1.3, "8-px grid step (or the LQ's grid at 8 x scale) over the mean step"),
         Field("noise", "lower", 3.0, "noise sigma of the HQ, grey levels"),
-        Field("halo", "lower", 0.38, "share of strong-edge pixels overshooting their 21-px range"),
+        Field("halo", "lower", 1.0, "rim share over 0.38 or ringing strength over 0.22, whichever is smaller"),
         Field("detail", "higher", 0.9, "finest band RMS over the next band's"),
         Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
         Field("tonal_range", "higher", 24.0, "HQ luma range, 1st to 99th percentile, grey levels"),
@@ -79,26 +86,53 @@ class Artifacts(PairFilter):
             return {f.name: math.nan for f in self.fields}
         y, y_lq = luma(hq), luma(lq)
         return {
-            "blockiness": blockiness(y),
+            "blockiness": blockiness(y, integer_scale(lq, hq)),
             "noise": flat_noise_sigma(y),
             "halo": halo(y),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
             "tonal_range": luma_range(y),
-            "change": change(lq, hq, y_lq),
+            "change": max(change(lq, hq, y_lq), new_detail(lq, hq, y)),
         }
 
 
-def blockiness(y: np.ndarray) -> float:
+def blockiness(y: np.ndarray, scale: int = 1) -> float:
+    """The HQ's own 8-px grid (its strongest phase), or the LQ's grid carried to HQ scale, whichever is stronger.
+
+    At ``scale`` 2 or more, the LQ's JPEG blocks, if restored as tiles, step every
+    ``8 * scale`` HQ px from the frame's origin; that phase is known, so it alone is read
+    (the strongest of 16 or 32 phases would read a few strong edges as a grid).
+    """
+    own = grid_ratio(y, 8)
+    if scale < 2:
+        return own
+    return float(np.nanmax([own, grid_ratio(y, 8 * scale, phase=8 * scale - 1)]))
+
+
+def grid_ratio(y: np.ndarray, period: int, phase: int | None = None) -> float:
+    """Mean absolute step at one phase of a ``period``-px grid over the mean step, both axes averaged.
+
+    ``phase`` None takes the strongest phase; otherwise the step between pixels ``phase``
+    and ``phase + 1`` of each period.
+    """
     ratios = []
     for axis in (0, 1):
         steps = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)
-        usable = len(steps) // 8 * 8
-        if usable < 16:
+        usable = len(steps) // period * period
+        if usable < 2 * period:
             return float("nan")
-        phases = steps[:usable].reshape(-1, 8).mean(axis=0)
-        ratios.append(phases.max() / max(float(phases.mean()), 1e-6))
+        phases = steps[:usable].reshape(-1, period).mean(axis=0)
+        step = phases.max() if phase is None else phases[phase]
+        ratios.append(step / max(float(phases.mean()), 1e-6))
     return float(np.mean(ratios))
+
+
+def integer_scale(lq: np.ndarray, hq: np.ndarray) -> int:
+    """The whole-number HQ/LQ scale, if both sides agree on it within a pixel per LQ pixel; else 1."""
+    scale = round(hq.shape[0] / lq.shape[0])
+    if scale < 2 or any(abs(h - scale * l) > scale for h, l in zip(hq.shape[:2], lq.shape[:2])):
+        return 1
+    return scale
 
 
 def _gradient(plane: np.ndarray) -> np.ndarray:
@@ -111,7 +145,8 @@ def flat_noise_sigma(y: np.ndarray) -> float:
     return noise_sigma(y, gradient <= percentile(gradient, 30))
 
 
-def halo(y: np.ndarray) -> float:
+def rim_share(y: np.ndarray) -> float:
+    """Share of the pixels along the strongest 5% of edges that overshoot their 21-px range by 5% of it."""
     smooth = cv2.GaussianBlur(y, (0, 0), 3.0)
     window = np.ones((HALO_WINDOW, HALO_WINDOW), np.uint8)
     gradient = _gradient(smooth)
@@ -128,6 +163,52 @@ def halo(y: np.ndarray) -> float:
     # At least half the edge pixels stay in the count: where most plateaus are clipped, the
     # few left are mostly isolated highlights (lamps, stars), which overshoot any smoothed range.
     return float(overshoots[room].sum() / max(room.sum(), 0.5 * room.size))
+
+
+def halo(y: np.ndarray) -> float:
+    """A rim on many strong edges that is also strong: the smaller of :func:`rim_share` and
+    :func:`ringing_strength`, each over its own limit (``HALO_RIM``, ``HALO_RINGING``).
+    Where no edge has room to ring (NaN strength), the rim share alone."""
+    rim, ringing = rim_share(y) / HALO_RIM, ringing_strength(y) / HALO_RINGING
+    return float(rim if math.isnan(ringing) else min(rim, ringing))
+
+
+def ringing_strength(y: np.ndarray) -> float:
+    """How strongly strong edges ring: the 60th percentile of each edge's weaker overshoot, over its step.
+
+    At each pixel of the strongest 5% of edges (thinned to the gradient's local maxima)
+    the luma is read along the edge's normal: its plateaus ``HALO_PLATEAU`` px out on
+    either side, the highest value within ``HALO_NEAR`` px on the bright side and the
+    lowest on the dark side. Sharpening overshoots both plateaus at once, by a share of
+    the step that grows with its strength; a texture or a thin line rises past one side
+    only, so the smaller of the two overshoots is the edge's ringing. Edges whose plateaus
+    are clipped, or whose step is under 16 grey levels, are left out. NaN where fewer
+    than 10, or under ``HALO_MIN_ROOM`` of the edge pixels, are left: between blown
+    whites and crushed blacks, sharpening clips instead of ringing.
+    """
+    smooth = cv2.GaussianBlur(y, (0, 0), 1.5)
+    gx, gy = cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
+    magnitude = cv2.magnitude(gx, gy)
+    edges = (magnitude >= percentile(magnitude, 95)) & (magnitude >= cv2.dilate(magnitude, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(edges & (magnitude > 0))
+    if len(ys) < 10:
+        return math.nan
+    nx, ny = gx[ys, xs] / magnitude[ys, xs], gy[ys, xs] / magnitude[ys, xs]  # toward the bright side
+
+    def along(distance: float) -> np.ndarray:
+        map_x, map_y = (xs + distance * nx).astype(np.float32)[None], (ys + distance * ny).astype(np.float32)[None]
+        return cv2.remap(y, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[0]
+
+    bright, dark = along(HALO_PLATEAU), along(-HALO_PLATEAU)
+    peak = np.max([along(d) for d in HALO_NEAR], axis=0)
+    trough = np.min([along(-d) for d in HALO_NEAR], axis=0)
+    step = bright - dark
+    room = (step > 16) & (bright < 245) & (dark > 10)
+    if room.sum() < max(10, HALO_MIN_ROOM * len(room)):
+        return math.nan
+    over = np.maximum(peak - bright, 0)[room] / step[room]
+    under = np.maximum(dark - trough, 0)[room] / step[room]
+    return float(np.percentile(np.minimum(over, under), 60))
 
 
 def detail(y: np.ndarray) -> float:
@@ -168,6 +249,34 @@ def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> float:
     upscaled = cv2.resize(lq, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_LINEAR)
     resampling = rms_change(y_lq, upscaled)
     return math.sqrt(max(measured**2 - resampling**2, 0.0))
+
+
+def new_detail(lq: np.ndarray, hq: np.ndarray, y: np.ndarray) -> float:
+    """RMS of the HQ's luma ``y`` above the LQ's Nyquist band that no upscale of the LQ explains.
+
+    The HQ is fitted by least squares from the LQ upscaled three ways (bilinear, bicubic,
+    Lanczos) and from unsharp-mask terms of the bicubic upscale at several radii, so any
+    plain upscale, sharpened or not, is in the span. What the fit leaves, high-passed at
+    0.6 LQ px (the band a 2x or 4x LQ cannot hold), is detail the target drew. Pixels at
+    or next to clipping are left out: clipping a sharpened upscale is not linear. 0 for a
+    1x pair (the LQ-scale ``change`` decides there).
+    """
+    scale = integer_scale(lq, hq)
+    if scale < 2:
+        return 0.0
+    size = (hq.shape[1], hq.shape[0])
+    upscales = [luma(cv2.resize(lq, size, interpolation=i)) for i in (cv2.INTER_CUBIC, cv2.INTER_LINEAR, cv2.INTER_LANCZOS4)]
+    cubic = upscales[0]
+    sharpening = [cubic - cv2.GaussianBlur(cubic, (0, 0), k * scale) for k in SHARPEN_RADII]
+    basis = np.stack([b.ravel() for b in (*upscales, *sharpening, np.ones_like(cubic))], axis=1).astype(np.float64)
+    inside = ((y > 2) & (y < 253)).astype(np.uint8)
+    usable = cv2.erode(inside, np.ones((3, 3), np.uint8)).ravel() > 0
+    if usable.sum() < basis.shape[1] * 10:
+        return 0.0
+    coef, *_ = np.linalg.lstsq(basis[usable], y.ravel()[usable].astype(np.float64), rcond=None)
+    residual = (y.ravel() - basis @ coef).reshape(y.shape).astype(np.float32)
+    high = residual - cv2.GaussianBlur(residual, (0, 0), NYQUIST_BLUR * scale)
+    return float(np.sqrt(np.mean(high.ravel()[usable] ** 2)))
 
 
 @hookimpl

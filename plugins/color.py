@@ -45,6 +45,12 @@ hue of noise on a grey photo is random.
   benchmark keep 0.63 to 1.6 of it (both extremes behind haze and snow, whose veils the
   target removes); a grey target keeps under 0.01 and one with half the chroma about 0.5.
   The limit is 0.5.
+- ``local``: colour changed in one place and not in another. The best global affine map
+  of a*b*, tone-matched LQ to HQ, takes up every global change (the fields above judge
+  those); the score is the worst region's residual (regions of 5% of the long side),
+  CIELAB units beyond twice the chroma noise. Honest restorations of the calibration
+  photos reach 18.5 (haze, whose veil varies with depth), an object recoloured by 90
+  degrees reads 25-70; the limit is 20.
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
@@ -73,11 +79,13 @@ NOISE_FLOOR = 2.0  # a pixel's hue counts by its chroma above this many chroma-n
 MIN_FREE_CHROMA = 1.5  # below min_free_chroma, colour is still judged if this much and
 CLEAN_CHROMA_SNR = 6.0  # this many times its noise: faint but clean, as behind haze
 MIN_COLOUR = 1.0  # mean LQ chroma above the noise floor, lit pixels weighted, to judge saturation
+LOCAL_REGION = 0.05  # region radius of the local colour change, as a share of the long side
+LOCAL_MIN_LIT = 0.2  # mean reliability (lit share) a region needs to be judged
 
 
 class Color(PairFilter):
     name = "color"
-    version = "6"
+    version = "7"
     threadsafe = True
     cost = 1.5
     fields = (
@@ -86,6 +94,7 @@ class Color(PairFilter):
         Field("lq_free_chroma", "higher", None, "LQ chroma not explained by its tone or noise (recorded only)"),
         Field("contrast", "higher", 0.5, "HQ large-scale luma contrast over the LQ's"),
         Field("saturation", "higher", 0.5, "HQ chroma over the LQ's where the LQ shows colour"),
+        Field("local", "lower", 20.0, "worst region's a*b* change left after the best global colour transform"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
 
@@ -177,7 +186,31 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     scale = max(0.0, float((r * ab_lq * ab_hq).sum() / max((r * ab_lq**2).sum(), 1e-9)))
     cast = float(np.hypot(*((r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum())))
     return {"hue_shift_deg": hue_shift, "cast": cast, "lq_free_chroma": free, "contrast": contrast,
-            "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable)}  # fmt: skip
+            "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable),
+            "local": local_change(ab_lq, ab_hq, reliable, small_lq.shape, noise)}  # fmt: skip
+
+
+def local_change(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, shape: tuple[int, ...], noise: float) -> float:
+    """The worst region's a*b* residual after the best global affine map of a*b*, LQ -> HQ, beyond the noise.
+
+    The map (a 2x2 matrix and an offset, fitted by weighted least squares) takes up every
+    global change a restoration may make: a cast removed or added, saturation, a turn of
+    the hue circle. What it cannot explain is colour that changed in one place and not in
+    another. The residual's length is averaged over regions of ``LOCAL_REGION`` of the long
+    side (lit pixels weighted); regions that are mostly dark are not judged.
+    """
+    design = np.column_stack([ab_lq, np.ones(len(ab_lq))])
+    weight = reliable[:, None]
+    coef, *_ = np.linalg.lstsq(design * weight, ab_hq * weight, rcond=None)
+    residual = np.hypot(*(ab_hq - design @ coef).T)
+    h, w = shape[:2]
+    sigma = LOCAL_REGION * max(h, w)
+    lit = cv2.GaussianBlur(reliable.reshape(h, w).astype(np.float32), (0, 0), sigma)
+    region = cv2.GaussianBlur((residual * reliable).reshape(h, w).astype(np.float32), (0, 0), sigma) / np.maximum(lit, 1e-3)
+    judged = lit >= LOCAL_MIN_LIT
+    if not judged.any():
+        return math.nan
+    return float(max(region[judged].max() - NOISE_FLOOR * noise, 0.0))
 
 
 def above_noise(chroma: np.ndarray, noise: float) -> np.ndarray:

@@ -7,28 +7,30 @@ what the scene holds, what must not change, and a restoration prompt; the image 
 fidelity rules below. An answer that does not parse falls back to the fixed prompt, and
 the row says so. In fixed mode the fixed prompt is used throughout.
 
-Robustness:
-- the SDK retries 408, 429 and 5xx itself, with bounded attempts and jittered exponential
-  backoff (``attempts``, ``retry_initial_delay_s``); 400/401/403/404 are not retried;
-  ``timeout_s`` bounds each request;
+Robustness (the client, retries and accounting are shared, in ``gemini_client``):
+- 408, 429, 5xx and network errors are retried with jittered exponential backoff,
+  ``attempts`` tries in all; 400/401/403/404 are not; ``timeout_s`` bounds each request;
+  ``unreachable_after`` connection failures in a row stop the run;
 - a refused prompt or output (``promptFeedback.blockReason``, or a safety finish reason)
   is status ``blocked``; an answer without an image is retried ``no_image_retries`` times,
   then ``no image``; bytes that do not decode are ``invalid image``;
+- photos are sent as PNG, JPEG or WebP, at most ``max_input_side`` pixels a side and
+  ``max_input_mb`` encoded (the API's inline limit is 20 MB a request; it scales larger
+  images down itself), so the runner fits each photo to these first;
 - the API key is read by the SDK from the environment (``GEMINI_API_KEY`` or
-  ``GOOGLE_API_KEY``, or Vertex AI settings) and never passed, printed or stored by ggtqc;
-  error messages are scrubbed of it all the same.
+  ``GOOGLE_API_KEY``, or Vertex AI settings) and never passed, printed or stored.
 
 ``base_url`` (or the SDK's ``GOOGLE_GEMINI_BASE_URL``) points the client at a gateway,
 a proxy or a compatible server. Costs are estimates from configurable prices: the
-published $0.067 per 1K output image, and per-million-token prices for inputs and the
-VLM's text output.
+published $0.067 per 1K output image (every image returned is counted, even one that is
+blocked or does not decode), and per-million-token prices for inputs and the VLM's text
+output; the Batch API bills its requests at half price.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 from ggtqc import hookimpl
@@ -39,12 +41,16 @@ from ggtqc.generators import (
     NO_IMAGE,
     OK,
     REJECTED,
+    STOPPED,
     Generation,
     Generator,
+    GeneratorError,
+    InputLimits,
     Photo,
     Requirement,
 )
 from ggtqc.images import DecodeError, decode_bytes
+from ggtqc.plugins.gemini_client import Account, GeminiClient, Prices, RequestFailed, Stopped, key_is_set, safe_url, scrub
 
 FIDELITY_RULES = (
     "Keep the photo faithful: the same scene, composition, framing and aspect ratio; every "
@@ -75,9 +81,8 @@ ANALYSIS_SCHEMA = {
 }
 # Aspect ratios the image model accepts; the nearest to the LQ's is asked for.
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-RETRY_STATUS_CODES = (408, 429, 500, 502, 503, 504)
 SAFETY_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}
-KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+BATCH_PRICE = 0.5  # the Batch API's share of the interactive price
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
@@ -88,9 +93,10 @@ def nearest_aspect_ratio(width: int, height: int) -> str:
     return min(ASPECT_RATIOS, key=distance)
 
 
+
 class Gemini(Generator):
     name = "gemini"
-    version = "1"
+    version = "2"
     options = {
         "model": "gemini-3.1-flash-image",
         "vlm_model": "gemini-3-flash",
@@ -100,7 +106,11 @@ class Gemini(Generator):
         "timeout_s": 180.0,
         "attempts": 5,
         "retry_initial_delay_s": 2.0,
+        "unreachable_after": 3,
         "no_image_retries": 2,
+        "max_input_side": 3072,
+        "max_input_mb": 15.0,
+        "batch_job_mb": 18.0,
         "usd_per_image": 0.067,
         "usd_per_mtok_input": 0.5,
         "usd_per_mtok_text_output": 3.0,
@@ -108,12 +118,10 @@ class Gemini(Generator):
     }
 
     def requirements(self):
-        vertex = os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true")
-        has_key = any(os.environ.get(name) for name in KEY_VARIABLES)
         needs = [
             Requirement(
                 "a Gemini API key in the environment",
-                vertex or has_key,
+                key_is_set(),
                 "export GEMINI_API_KEY=... (or GOOGLE_API_KEY, or the Vertex AI variables)",
             )
         ]
@@ -123,34 +131,37 @@ class Gemini(Generator):
             needs.append(Requirement("image_size 1K, 2K or 4K", False, "use --image-size 1K|2K|4K"))
         return needs
 
-    def setup(self) -> None:
-        from google import genai
-        from google.genai import types
-
-        self.types = types
-        self.errors = genai.errors
-        delay = float(self.settings["retry_initial_delay_s"])
-        options = types.HttpOptions(
-            base_url=str(self.settings["base_url"]) or None,
-            timeout=int(float(self.settings["timeout_s"]) * 1000),  # milliseconds
-            retry_options=types.HttpRetryOptions(
-                attempts=int(self.settings["attempts"]),
-                initial_delay=delay,
-                max_delay=max(delay, 60.0 if delay >= 1 else delay * 8),
-                exp_base=2,
-                jitter=min(1.0, delay),
-                http_status_codes=list(RETRY_STATUS_CODES),
-            ),
+    def input_limits(self) -> InputLimits:
+        return InputLimits(
+            max_side=int(self.settings["max_input_side"]),
+            max_bytes=int(float(self.settings["max_input_mb"]) * 1e6),
+            max_job_bytes=int(float(self.settings["batch_job_mb"]) * 1e6),
         )
-        self.client = genai.Client(http_options=options)
 
-    def estimate(self, photo_count: int) -> dict[str, Any]:
+    def setup(self) -> None:
+        self.client = GeminiClient(
+            self.settings,
+            before_request=lambda: self.before_request(),
+            stopping=self.stopping,
+            halt=lambda message: self.halt(message),
+            notice=lambda text: self.notice(text),
+        )
+        self.types = self.client.types
         s = self.settings
-        per_photo = float(s["usd_per_image"]) + int(s["tokens_per_input_image"]) * float(s["usd_per_mtok_input"]) / 1e6
-        if s["prompt_mode"] == "adaptive":  # the VLM sees the photo too, and writes ~300 tokens
-            per_photo += int(s["tokens_per_input_image"]) * float(s["usd_per_mtok_input"]) / 1e6
-            per_photo += 300 * float(s["usd_per_mtok_text_output"]) / 1e6
-        estimate = {"usd": round(per_photo * photo_count, 4), "usd_per_photo": round(per_photo, 5), "image_size": s["image_size"]}
+        self.prices = Prices(float(s["usd_per_image"]), float(s["usd_per_mtok_input"]), float(s["usd_per_mtok_text_output"]))
+
+    def estimate(self, photo_count: int, batch: bool = False) -> dict[str, Any]:
+        s = self.settings
+        tokens_in = int(s["tokens_per_input_image"]) * float(s["usd_per_mtok_input"]) / 1e6
+        image = (float(s["usd_per_image"]) + tokens_in) * (BATCH_PRICE if batch else 1.0)
+        prompt = tokens_in + 300 * float(s["usd_per_mtok_text_output"]) / 1e6 if s["prompt_mode"] == "adaptive" else 0.0
+        per_photo = image + prompt  # the VLM sees the photo too, and writes ~300 tokens, interactively
+        estimate = {
+            "usd": round(per_photo * photo_count, 4),
+            "usd_per_photo": round(per_photo, 5),
+            "image_size": s["image_size"],
+            "pricing": "batch (half price for images; prompts interactive)" if batch else "interactive",
+        }
         if s["image_size"] != "1K" and float(s["usd_per_image"]) == float(self.options["usd_per_image"]):
             estimate["note"] = f"usd_per_image is the 1K price; set the {s['image_size']} price with --set usd_per_image=..."
         return estimate
@@ -163,42 +174,39 @@ class Gemini(Generator):
             "prompt_mode": s["prompt_mode"],
             "image_size": s["image_size"],
             "aspect_ratio": nearest_aspect_ratio(photo.width, photo.height),
-            "requests": 0,
-            "usage": {"input_tokens": 0, "text_output_tokens": 0, "image_output_tokens": 0},
         }
 
     def generate(self, photo: Photo) -> Generation:
         details = self._details(photo)
+        account = Account()
         try:
-            prompt = self._prompt(photo, details)
+            prompt = self._prompt(photo, details, account)
             details["prompt"] = prompt
-            result = self._restore(photo, prompt, details)
-        except self.errors.APIError as error:
-            code = getattr(error, "code", None)
-            status = REJECTED if code in (400, 401, 403, 404) else FAILED
-            result = Generation(status, reason=_scrub(f"HTTP {code}: {getattr(error, 'message', '') or error}"))
-        except Exception as error:  # timeouts and connection errors after the SDK's retries
-            result = Generation(FAILED, reason=_scrub(f"{type(error).__name__}: {error}"))
-        result.details = {**details, **result.details, "cost_usd": self._cost(details, result.status == OK)}
+            result = self._restore(photo, prompt, details, account)
+        except Stopped:
+            result = Generation(STOPPED, reason="the run stopped before this photo finished")
+        except RequestFailed as error:
+            result = Generation(REJECTED if error.code in (400, 401, 403, 404) else FAILED, reason=str(error))
+        except Exception as error:  # an answer the SDK could not read: this photo only
+            result = Generation(FAILED, reason=scrub(f"{type(error).__name__}: {error}"))
+        result.details = {**details, **result.details, **_accounts(account, self.prices)}
         return result
 
-    def _prompt(self, photo: Photo, details: dict[str, Any]) -> str:
+    def _prompt(self, photo: Photo, details: dict[str, Any], account: Account) -> str:
         if self.settings["prompt_mode"] == "fixed":
             return FIXED_PROMPT
         config = self.types.GenerateContentConfig(response_mime_type="application/json", response_schema=ANALYSIS_SCHEMA)
-        response = self._call(self.settings["vlm_model"], photo, ANALYSIS_PROMPT, config, details, "text_output_tokens")
+        contents = [self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), ANALYSIS_PROMPT]
+        response = self.client.generate_content(self.settings["vlm_model"], contents, config, account, "text", f"{photo.id}: VLM ")
         text = response.text or ""
-        try:
-            analysis = json.loads(text)
-            restoration = analysis["restoration_prompt"].strip()
-            if not restoration:
-                raise ValueError("empty restoration_prompt")
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            details["prompt_fallback"] = f"VLM answer did not parse ({type(error).__name__}); used the fixed prompt"
+        analysis, problem = parse_analysis(text)
+        if problem:
+            details["prompt_fallback"] = f"VLM answer unusable ({problem}); used the fixed prompt"
             details["vlm_answer"] = text[:500]
+            self.notice(f"{photo.id}: VLM answer unusable ({problem}); using the fixed prompt")
             return FIXED_PROMPT
         details["analysis"] = analysis
-        return f"{restoration}\n\n{FIDELITY_RULES}"
+        return f"{analysis['restoration_prompt'].strip()}\n\n{FIDELITY_RULES}"
 
     def _image_config(self, details: dict[str, Any]):
         return self.types.GenerateContentConfig(
@@ -206,100 +214,119 @@ class Gemini(Generator):
             image_config=self.types.ImageConfig(aspect_ratio=details["aspect_ratio"], image_size=self.settings["image_size"]),
         )
 
-    def _restore(self, photo: Photo, prompt: str, details: dict[str, Any]) -> Generation:
+    def _restore(self, photo: Photo, prompt: str, details: dict[str, Any], account: Account) -> Generation:
         config = self._image_config(details)
+        contents = [self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prompt]
         for _ in range(1 + int(self.settings["no_image_retries"])):
-            response = self._call(self.settings["model"], photo, prompt, config, details, "image_output_tokens")
-            result = classify(response, details)
+            response = self.client.generate_content(self.settings["model"], contents, config, account, "image", f"{photo.id}: ")
+            result = classify(response, details, account)
             if result is not None:
                 return result  # no image: retried a bounded number of times
-        return Generation(NO_IMAGE, reason=f"no image after {details['requests']} requests (finish: {details.get('last_finish_reason')})")
+        return Generation(NO_IMAGE, reason=f"no image after {account.requests} requests (finish: {details.get('last_finish_reason')})")
 
     # --- Batch API: half price, asynchronous ----------------------------------------
 
-    def submit_batch(self, photos: list[Photo]) -> tuple[str, dict[str, dict[str, Any]]]:
-        """Submit one job restoring ``photos``; return its name and each photo's details.
+    def prepare_batch(self, photo: Photo) -> dict[str, Any]:
+        """The photo's details with its prompt (adaptive prompts are bought now, interactively)."""
+        details = self._details(photo)
+        account = Account()
+        try:
+            details["prompt"] = self._prompt(photo, details, account)
+        except Stopped:
+            return {}
+        except RequestFailed as error:
+            details["prompt_fallback"] = f"VLM request failed ({error}); used the fixed prompt"
+            details["prompt"] = FIXED_PROMPT
+        details["batch"] = True
+        return {**details, **_accounts(account, self.prices)}
 
-        Adaptive prompts are written now, synchronously (cheap text calls), so the job
-        holds the final prompts.
-        """
-        requests, details_by_id = [], {}
-        for photo in photos:
-            details = self._details(photo)
-            details["prompt"] = self._prompt(photo, details)
-            details["batch"] = True
-            details["cost_usd"] = self._cost(details, produced_image=False)  # the prompt's text calls
-            requests.append(
-                self.types.InlinedRequest(
-                    model=self.settings["model"],
-                    contents=[self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), details["prompt"]],
-                    config=self._image_config(details),
-                    metadata={"id": photo.id},
-                )
+    def submit_batch(self, photos: list[Photo], prepared: dict[str, dict[str, Any]]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Submit one job restoring ``photos`` with their prepared prompts."""
+        requests = [
+            self.types.InlinedRequest(
+                model=self.settings["model"],
+                contents=[self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prepared[photo.id]["prompt"]],
+                config=self._image_config(prepared[photo.id]),
+                metadata={"id": photo.id},
             )
-            details_by_id[photo.id] = details
-        self.before_request()
-        job = self.client.batches.create(
-            model=self.settings["model"], src=requests, config=self.types.CreateBatchJobConfig(display_name="ggtqc")
-        )
-        return job.name, details_by_id
+            for photo in photos
+        ]
+        config = self.types.CreateBatchJobConfig(display_name="ggtqc")
+        try:
+            job = self.client.call(lambda: self.client.sdk.batches.create(model=self.settings["model"], src=requests, config=config), None, "batch job: ")
+        except RequestFailed as error:
+            if error.code == 404:
+                raise GeneratorError(
+                    f"{safe_url(self.client.base_url)} has no Batch API for model {self.settings['model']} ({error}); "
+                    "run without --batch, or point --base-url at a server with batches"
+                ) from None
+            raise GeneratorError(f"batch job submission failed: {error}") from None
+        return job.name, {photo.id: prepared[photo.id] for photo in photos}
 
     def collect_batch(self, job_name: str, submitted: dict[str, dict[str, Any]]) -> str | dict[str, Generation]:
         """The job's state while it runs or after it failed; each photo's result once done.
 
         Batch requests cost half the interactive price; ``cost_usd`` adds them to the
-        prompt's cost recorded at submission.
+        prompt's cost recorded when it was prepared.
         """
-        self.before_request()
-        job = self.client.batches.get(name=job_name)
+        try:
+            job = self.client.call(lambda: self.client.sdk.batches.get(name=job_name), None, f"{job_name}: ")
+        except RequestFailed as error:
+            raise GeneratorError(f"cannot read batch job {job_name}: {error}") from None
         state = _name(job.state) or "JOB_STATE_UNSPECIFIED"
         if state != "JOB_STATE_SUCCEEDED":
             return state
         results = {}
         for item in (job.dest.inlined_responses if job.dest else None) or []:
             photo_id = (item.metadata or {}).get("id")
-            if item.error is not None:
-                results[photo_id] = Generation(FAILED, reason=_scrub(f"batch item error: {item.error.message}"))
-                continue
             details = dict(submitted.get(photo_id, {}))
-            details["usage"] = dict(details.get("usage") or {"input_tokens": 0, "text_output_tokens": 0, "image_output_tokens": 0})
-            before = dict(details["usage"])
-            _add_usage(item.response, details, "image_output_tokens")
-            result = classify(item.response, details) or Generation(NO_IMAGE, reason=f"no image (finish: {details.get('last_finish_reason')})")
-            batch_part = {k: details["usage"][k] - before.get(k, 0) for k in details["usage"]}
-            batch_cost = 0.5 * self._cost({"usage": batch_part}, produced_image=result.status == OK)
-            details["cost_usd"] = round(details.get("cost_usd", 0.0) + batch_cost, 6)
+            if item.error is not None:
+                results[photo_id] = Generation(FAILED, reason=scrub(f"batch item error: {item.error.message}"), details=details)
+                continue
+            account = Account(requests=1)
+            account.add(item.response, "image")
+            result = classify(item.response, details, account) or Generation(NO_IMAGE, reason=f"no image (finish: {details.get('last_finish_reason')})")
+            details["requests"] = details.get("requests", 0) + 1
+            usage = details.get("usage") or {}
+            details["usage"] = {k: usage.get(k, 0) + v for k, v in account.usage().items()}
+            details["cost_usd"] = round(details.get("cost_usd", 0.0) + self.prices.cost(account, BATCH_PRICE), 6)
             result.details = details
             results[photo_id] = result
         return results
 
-    def _call(self, model: str, photo: Photo, prompt: str, config, details: dict[str, Any], output: str):
-        details["requests"] += 1
-        self.before_request()
-        contents = [self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prompt]
-        response = self.client.models.generate_content(model=model, contents=contents, config=config)
-        _add_usage(response, details, output)
-        return response
 
-    def _cost(self, details: dict[str, Any], produced_image: bool) -> float:
-        """Input tokens and the VLM's text at token prices; an output image at its flat price."""
-        s, usage = self.settings, details["usage"]
-        cost = usage["input_tokens"] * float(s["usd_per_mtok_input"]) / 1e6
-        cost += usage["text_output_tokens"] * float(s["usd_per_mtok_text_output"]) / 1e6
-        return round(cost + (float(s["usd_per_image"]) if produced_image else 0.0), 6)
+def parse_analysis(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The VLM's analysis, or None and what is wrong with the answer."""
+    try:
+        analysis = json.loads(text)
+    except ValueError as error:
+        return None, f"not JSON: {error}"
+    if not isinstance(analysis, dict):
+        return None, f"a JSON {type(analysis).__name__}, not an object"
+    prompt = analysis.get("restoration_prompt")
+    if prompt is None:
+        return None, f"no 'restoration_prompt' key (keys: {', '.join(sorted(analysis)) or 'none'})"
+    if not isinstance(prompt, str) or not prompt.strip():
+        return None, "'restoration_prompt' is empty"
+    return analysis, None
 
 
-def classify(response, details: dict[str, Any]) -> Generation | None:
-    """What one image response amounts to; None when it holds no image (worth retrying)."""
+def classify(response, details: dict[str, Any], account: Account) -> Generation | None:
+    """What one image response amounts to; None when it holds no image (worth retrying).
+
+    Every image returned is counted on ``account``: it is billed whether or not it decodes.
+    """
     feedback = getattr(response, "prompt_feedback", None)
     if feedback is not None and feedback.block_reason:
         return Generation(BLOCKED, reason=f"prompt blocked: {_name(feedback.block_reason)}")
     candidate = (response.candidates or [None])[0]
     finish = _name(getattr(candidate, "finish_reason", None))
-    if finish in SAFETY_FINISH:
-        return Generation(BLOCKED, reason=f"output blocked: {finish}")
     parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
     image = next((p.inline_data for p in parts if p.inline_data and p.inline_data.data), None)
+    if image is not None:
+        account.images += 1
+    if finish in SAFETY_FINISH:
+        return Generation(BLOCKED, reason=f"output blocked: {finish}")
     if image is None:
         details["last_finish_reason"] = finish
         return None
@@ -310,26 +337,14 @@ def classify(response, details: dict[str, Any]) -> Generation | None:
     return Generation(OK, image=image.data, mime_type=image.mime_type or "image/png")
 
 
-def _add_usage(response, details: dict[str, Any], output: str) -> None:
-    usage = getattr(response, "usage_metadata", None)
-    if usage is not None:
-        details["usage"]["input_tokens"] += usage.prompt_token_count or 0
-        details["usage"][output] += usage.candidates_token_count or 0
+def _accounts(account: Account, prices: Prices) -> dict[str, Any]:
+    return {"requests": account.requests, "usage": account.usage(), "images_returned": account.images, "cost_usd": prices.cost(account)}
 
 
 def _name(value: Any) -> str | None:
     if value is None:
         return None
     return getattr(value, "name", None) or str(value)
-
-
-def _scrub(text: str) -> str:
-    """Remove any API key from text that may be shown or stored."""
-    for name in KEY_VARIABLES:
-        key = os.environ.get(name)
-        if key:
-            text = text.replace(key, "[key]")
-    return text
 
 
 @hookimpl

@@ -30,6 +30,14 @@ def photos() -> list[np.ndarray]:
     return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.immunohistochemistry()]
 
 
+def failing_fields(cls, scores: dict[str, float]) -> list[str]:
+    """The fields of filter ``cls`` whose default threshold the scores cross, review margins
+    aside: what the filter measures, apart from the band where a person looks."""
+    from ggtqc.decide import Rule
+
+    return [f.name for f in cls.fields if Rule(f.name, f.better, f.threshold).judge(scores[f.name]) == "fail"]
+
+
 def save_rgb(path: Path, image: np.ndarray, **params: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = [v for item in params.items() for v in (getattr(cv2, item[0]), item[1])]

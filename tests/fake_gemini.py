@@ -46,7 +46,10 @@ def respond(kind: str, photo: bytes, behaviour: str) -> tuple[int, dict]:
         return int(behaviour), {"error": {"code": int(behaviour), "message": "fake error", "status": "UNAVAILABLE"}}
     usage = {"promptTokenCount": 1120, "candidatesTokenCount": 250 if kind == "vlm" else 1290}
     if kind == "vlm":
-        text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
+        if behaviour == "no_key":  # valid JSON without the prompt
+            text = json.dumps({k: v for k, v in VLM_ANSWER.items() if k != "restoration_prompt"})
+        else:
+            text = json.dumps(VLM_ANSWER) if behaviour == "ok" else "This photo looks noisy; I would denoise it."
         return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": usage}
     if behaviour == "blocked":
         return 200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
@@ -73,6 +76,8 @@ class FakeGemini:
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1  # a job answers RUNNING this many times before finishing
         self.job_state = "BATCH_STATE_SUCCEEDED"
+        self.batch_api = True  # False: answer 404 to job submissions, as a server without batches
+        self.job_bytes: list[int] = []  # the size of each job submission
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # Join request threads on close: one still answering at interpreter exit (OpenCV
@@ -151,6 +156,10 @@ class FakeGemini:
                 fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
                 model = self.path.split("/models/")[1].split(":")[0]
                 if self.path.endswith(":batchGenerateContent"):
+                    if not fake.batch_api:
+                        return self._send(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
+                    with fake.lock:
+                        fake.job_bytes.append(int(self.headers["Content-Length"]))
                     return self._send(200, fake.create_job(model, body))
                 kind = "vlm" if model == fake.vlm_model else "image"
                 photo = photo_of(body)

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from ggtqc.decide import Rule
 import pytest
 import torch
 
-from conftest import REPO, photos
+from conftest import REPO, failing_fields, photos
 from ggtqc.batch import Batch, LoadedPair
 from ggtqc.filters import Scores
 from ggtqc.host import Entry
@@ -37,8 +35,7 @@ def scores(cls, lq, hq):
 
 
 def fails(cls, got):
-    """The fields whose default threshold the scores cross (review margins aside)."""
-    return [f.name for f in cls.fields if Rule(f.name, f.better, f.threshold).judge(got[f.name]) == "fail"]
+    return failing_fields(cls, got)
 
 
 @pytest.fixture(scope="module")
