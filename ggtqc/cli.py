@@ -22,7 +22,7 @@ from ggtqc.calibrate import CalibrateError, calibrate, thresholds_toml
 from ggtqc.compare import CompareError
 from ggtqc.config import ConfigError
 from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run_filters_with
-from ggtqc.export import ExportError
+from ggtqc.export import FORMATS, ExportError, export_run, parse_verdicts
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Naming, PairsError, discover
@@ -465,6 +465,30 @@ def review_command(run_dir: Path, port: int, reviewer: str | None, audit_size: i
         click.echo("stopped; labels are in " + str(run_dir / "labels.jsonl"))
     finally:
         server.server_close()
+
+
+@cli.command("export")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default="folders", show_default=True, type=click.Choice(FORMATS), help="folders: linked lq/ hq/; basicsr: flat folders and meta_info.txt; hf: Parquet shards and a dataset card; webdataset: tar shards.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder to write (new, or an earlier export of the same format).")
+@click.option("--verdicts", default="accept", show_default=True, help="Pairs of these verdicts, a comma list: accept,review.")
+@click.option("--shard-size", default=1000, show_default=True, type=click.IntRange(min=1), help="Pairs per shard (hf, webdataset).")
+@click.option("--rename", is_flag=True, help="folders: flat names from the pair id (haze/coffee -> haze__coffee), as BasicSR's folder mode pairs them.")
+def export_command(run_dir: Path, fmt: str, out: Path, verdicts: str, shard_size: int, rename: bool) -> None:
+    """Write a run's accepted pairs (or --verdicts) as a dataset; a rerun redoes only what changed."""
+    if rename and fmt != "folders":
+        raise click.UsageError("--rename applies to --format folders (basicsr names files by key anyway)")
+    summary = export_run(run_dir, out, fmt, parse_verdicts(verdicts), shard_size, rename)
+    by_verdict = ", ".join(f"{n} {v}" for v, n in summary["by_verdict"].items()) or "none"
+    if "shards" in summary:
+        shards = summary["shards"]
+        done = f"{shards['total']} shards ({shards['written']} written, {shards['kept']} kept, {shards['removed']} removed), {summary['bytes'] / 2**20:.1f} MiB"
+    else:
+        files = summary["files"]
+        done = ", ".join(f"{n} {how}" for how, n in files.items() if n) + " files" if any(files.values()) else "no files"
+    click.echo(f"exported {summary['pairs']} pairs ({by_verdict}) as {fmt}: {done} -> {out}")
+    if summary["missing_files"]:
+        click.echo(f"warning: {summary['missing_files']} pairs left out, their files are gone (e.g. {', '.join(summary['missing_examples'])})", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

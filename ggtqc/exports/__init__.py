@@ -1,0 +1,1 @@
+"""The formats of ``ggtqc export``; ``ggtqc.export`` picks the pairs and drives them."""
