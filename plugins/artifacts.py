@@ -15,7 +15,7 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   *rim share* (strong-edge pixels overshooting their smoothed 21-px range by 5% of it,
   over 0.38) and the *ringing strength* (across each strong edge, the smaller of the
   overshoots past its two plateaus over the step, 60th percentile of the edges, over
-  0.22); or a rim on half the strong edges (rim share over 0.5), however weak. Crisp
+  0.22); or a rim on most strong edges (rim share over 0.45), however weak. Crisp
   targets (unsharp amount 0.3-0.7, as GAN and generative restorers make them) have a rim
   but a weak one; on the calibration photos 0.4% of them reach 1, and no honest target;
   targets sharpened at amount 2-3.5 do in 96% of cases, the planted clear ringing in all.
@@ -59,7 +59,7 @@ HALO_WINDOW = 21  # px: wider than a sharpening rim, so the range spans the plat
 HALO_OVERSHOOT = 0.05  # of that range
 HALO_RIM = 0.38  # rim share at which ``halo`` reaches 1 if the rim is strong as well
 HALO_RINGING = 0.22  # ringing strength at which ``halo`` reaches 1 if the rim is widespread as well
-HALO_RIM_ALONE = 0.5  # rim share at which ``halo`` reaches 1 however weak the rim
+HALO_RIM_ALONE = 0.45  # rim share at which ``halo`` reaches 1 however weak the rim
 HALO_PLATEAU = 8  # px along an edge's normal: past a sharpening rim, on the plateau
 HALO_NEAR = (1, 2, 3, 4)  # px along the normal where a rim peaks
 HALO_MIN_ROOM = 0.25  # share of edge pixels that must have room to ring for the strength to be read
