@@ -24,7 +24,8 @@ def images_on(page: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("qc")
-    done = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--fresh")
+    # every filter on every pair: the pasted face is rejected by color.local first, and its hallucination heatmap is shown too
+    done = run_cli("filter", str(EXAMPLES), "-q", "-p", WEIGHTS_FREE, "--out", str(out), "--fresh", "--all-scores")
     assert done.returncode == 0, done.stderr
     return out
 
