@@ -46,9 +46,12 @@ def test_sample_pairs_show_every_verdict(tmp_path):
         assert rows[fault]["verdict"] == "reject"
         assert {name.split(".")[0] for name in rows[fault]["failed"]} & {"ssim", "color", "hallucination", "geometry"}
     assert rows["fault/color_cast"]["failed"] == ["color.hue_shift_deg", "color.cast"]
-    pasted = rows["fault/pasted_object"]
+    assert rows["fault/pasted_object"]["failed"] == ["color.local"]  # the face brings colours of its own; the cheaper filter rejects it first
+    alone = run_cli("filter", str(EXAMPLES), "--plugins", "hallucination", "--out", str(tmp_path / "qc-hallucination"))
+    assert alone.returncode == 0, alone.stderr
+    pasted = {row["id"]: row for row in read_rows(tmp_path / "qc-hallucination")}["fault/pasted_object"]
     assert pasted["failed"] == ["hallucination.added", "hallucination.removed", "hallucination.replaced"]  # the face replaced what was there
-    heatmap = cv2.imread(str(tmp_path / "qc" / pasted["heatmaps"]["hallucination"]))
+    heatmap = cv2.imread(str(tmp_path / "qc-hallucination" / pasted["heatmaps"]["hallucination"]))
     assert heatmap is not None and heatmap.shape[1] > heatmap.shape[0]  # the LQ's 3:2 aspect
     brightest = np.unravel_index(int(np.argmax(heatmap.sum(axis=2))), heatmap.shape[:2])
     assert brightest[1] > heatmap.shape[1] / 2 and brightest[0] < heatmap.shape[0] / 2  # the face, top right
