@@ -5,11 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 
 class Progress:
-    def __init__(self, total: int, done_before: int, stream: TextIO = sys.stderr, every: float = 5.0) -> None:
+    def __init__(
+        self, total: int, done_before: int, stream: TextIO = sys.stderr, every: float = 5.0, extra: Callable[[], str] = lambda: ""
+    ) -> None:
+        self.extra = extra
+        """Text appended to each line (the filters' running cost)."""
         self.total = total
         self.done_before = done_before
         self.stream = stream
@@ -39,5 +44,7 @@ class Progress:
             f"{self.done_before + scored}/{self.total} pairs  {rate:.1f} pairs/s  "
             f"accept {self.counts['accept']}  review {self.counts['review']}  reject {self.counts['reject']}  error {self.counts['error']}"
         )
+        if extra := self.extra():
+            line += f"  {extra}"
         self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
         self.stream.flush()
