@@ -28,7 +28,7 @@ from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
 from ggtqc.results import RESULTS, ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
-from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run
+from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, spent_text
 
 USER_ERRORS = (CalibrateError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
@@ -106,7 +106,7 @@ def filter_command(
     }
     log = ResultsLog(out, run_config, fresh=fresh)
     done_before = sum(1 for p in found if p.id in log.done)
-    progress = Progress(len(found), done_before) if not quiet else None
+    progress = Progress(len(found), done_before, extra=lambda: spent_text(stages)) if not quiet else None
     started = time.perf_counter()
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // processes)
@@ -121,7 +121,7 @@ def filter_command(
             "ggtqc_version": __version__,
             "input": str(source),
             "device": str(torch_device),
-            "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs} for s in stages},
+            "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
             "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
         }
     )
@@ -472,6 +472,18 @@ def review_command(run_dir: Path, port: int, reviewer: str | None, audit_size: i
         click.echo("stopped; labels are in " + str(run_dir / "labels.jsonl"))
     finally:
         server.server_close()
+
+
+@cli.command("judge-estimate")
+@click.argument("qc", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the [judge] options (pairs, model, prices).")
+def judge_estimate_command(qc: Path, config_path: Path | None) -> None:
+    """Estimate what the judge would cost on a finished run's pairs; send nothing."""
+    from ggtqc.plugins.judge import estimate_run
+
+    available = load_host().filters()
+    configs = load_config(config_path, {name: entry.cls for name, entry in available.items()})
+    click.echo(estimate_run(qc, available["judge"].cls(**configs["judge"].settings)))
 
 
 def main(argv: list[str] | None = None) -> None:
