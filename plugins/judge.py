@@ -40,6 +40,10 @@ from the environment and never passed, stored or printed.
 Cache: good answers are kept in ``$GGTQC_CACHE/judge/answers.jsonl`` (default
 ``~/.cache/ggtqc``), keyed by the SHA-256 of the LQ's and HQ's decoded pixels, the model
 and the rubric version, so a rerun or a resumed run asks nothing twice.
+
+Batch mode (``batch = true``, half price): uncached pairs go into one Batch API job per
+scored batch and to review, saying so; a later run collects finished jobs into the cache at
+setup (docs/judge.md).
 """
 
 from __future__ import annotations
@@ -142,12 +146,15 @@ class Judge(Filter):
         "usd_per_mtok_output": 3.0,
         "tokens_per_image": 1120,
         "cache": True,
+        "batch": False,
     }
 
     def missing(self) -> Sequence[str]:
         problems = []
         if not key_is_set():
             problems.append(f"no Gemini API key: set {KEY_VARIABLES[0]} (or {KEY_VARIABLES[1]}, or the Vertex AI variables)")
+        if self.settings["batch"] and not self.settings["cache"]:
+            problems.append("batch = true needs cache = true: a batch job's answers are collected into the cache")
         if self.settings["pairs"] not in PAIRS:
             problems.append(f"pairs = {self.settings['pairs']!r}; give one of {', '.join(PAIRS)}")
         return problems
@@ -182,6 +189,9 @@ class Judge(Filter):
         self.lock = threading.Lock()
         self.spent = {"usd": 0.0, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cached": 0}
         self.cache = AnswerCache(cache_path() if self.settings["cache"] else None)
+        self.jobs = BatchJobs(cache_path().with_name("jobs.jsonl")) if self.settings["batch"] else None
+        if self.jobs is not None:
+            self._collect_jobs()
 
     def _halt(self, message: str) -> None:
         self.halted.append(message)
@@ -199,6 +209,8 @@ class Judge(Filter):
 
     def score(self, batch) -> Scores:
         reasons = batch.reasons or [[] for _ in batch.ids]
+        if self.jobs is not None:
+            return self._score_by_batch_job(batch, reasons)
         with ThreadPoolExecutor(max(1, int(self.settings["concurrency"])), thread_name_prefix="ggtqc-judge") as pool:
             results = list(pool.map(self.judge_pair, batch.lq, batch.hq, reasons))
         names = [f.name for f in self.fields]
@@ -234,10 +246,10 @@ class Judge(Filter):
         self.cache.put(key, answer, usage)
         return {**fields_of(answer), **usage}, None, note_of(answer)
 
-    def _ask(self, lq, hq, reasons, account: Account) -> tuple[dict | None, str | None, dict[str, float]]:
+    def _contents(self, lq, hq, reasons) -> list:
         types = self.client.types
         s = self.settings
-        contents = [
+        return [
             RUBRIC,
             "LQ (degraded input):",
             types.Part.from_bytes(data=view_bytes(lq, int(s["max_side"]), int(s["jpeg_quality"])), mime_type="image/jpeg"),
@@ -245,13 +257,92 @@ class Judge(Filter):
             types.Part.from_bytes(data=view_bytes(hq, int(s["max_side"]), int(s["jpeg_quality"])), mime_type="image/jpeg"),
             "Metric notes: " + ("; ".join(reasons) if reasons else "none"),
         ]
-        config = types.GenerateContentConfig(response_mime_type="application/json", response_schema=RESPONSE_SCHEMA)
-        response = self.client.generate_content(s["model"], contents, config, account, "text")
+
+    def _config(self):
+        return self.client.types.GenerateContentConfig(response_mime_type="application/json", response_schema=RESPONSE_SCHEMA)
+
+    def _usage(self, response: Any, price: float = 1.0) -> dict[str, float]:
+        s = self.settings
         meta = getattr(response, "usage_metadata", None)
         tokens_in = (getattr(meta, "prompt_token_count", None) or 0) if meta else 0
         tokens_out = ((getattr(meta, "candidates_token_count", None) or 0) + (getattr(meta, "thoughts_token_count", None) or 0)) if meta else 0
-        usd = tokens_in * float(s["usd_per_mtok_input"]) / 1e6 + tokens_out * float(s["usd_per_mtok_output"]) / 1e6
-        usage = {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": round(usd, 6)}
+        usd = (tokens_in * float(s["usd_per_mtok_input"]) / 1e6 + tokens_out * float(s["usd_per_mtok_output"]) / 1e6) * price
+        return {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": round(usd, 6)}
+
+    # --- Batch API: half price, answers collected into the cache by a later run --------
+
+    def _score_by_batch_job(self, batch, reasons) -> Scores:
+        """Cached pairs are answered; the others go into one batch job and to review, saying
+        so. A later run (``--fresh``, or a new out folder) collects the job at setup."""
+        s = self.settings
+        keys = [cache_key(content_hash(lq), content_hash(hq), s["model"], RUBRIC_VERSION) for lq, hq in zip(batch.lq, batch.hq)]
+        results: list[tuple[dict[str, float], str | None, str | None]] = []
+        todo = []
+        for k, key in enumerate(keys):
+            answer = self.cache.get(key)
+            if answer is not None:
+                with self.lock:
+                    self.spent["cached"] += 1
+                results.append(({**fields_of(answer), "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}, None, note_of(answer)))
+            elif (job := self.jobs.pending.get(key)) is not None:
+                results.append(({}, f"judge batch job {job} still running; run again later to collect", None))
+            else:
+                todo.append(k)
+                results.append(({}, None, None))
+        if todo:
+            requests = [
+                self.client.types.InlinedRequest(
+                    model=s["model"], contents=self._contents(batch.lq[k], batch.hq[k], reasons[k]), config=self._config(), metadata={"key": keys[k]}
+                )
+                for k in todo
+            ]
+            config = self.client.types.CreateBatchJobConfig(display_name="ggtqc-judge")
+            try:
+                job = self.client.call(lambda: self.client.sdk.batches.create(model=s["model"], src=requests, config=config), None, "judge batch job: ")
+                self.jobs.add(job.name, [keys[k] for k in todo])
+                with self.lock:
+                    self.spent["requests"] += 1
+                why = f"judge batch job {job.name} submitted; run again later to collect"
+            except (RequestFailed, Stopped) as error:
+                why = f"judge error: batch job not submitted: {error or 'the run stopped'}"
+            for k in todo:
+                results[k] = ({}, why, None)
+        names = [f.name for f in self.fields]
+        values = {name: [r[0].get(name, math.nan) for r in results] for name in names}
+        return Scores(values, unsure=[r[1] for r in results], notes=[r[2] for r in results])
+
+    def _collect_jobs(self) -> None:
+        """Copy the answers of finished batch jobs into the cache; forget failed jobs."""
+        from ggtqc.plugins.gemini import BATCH_PRICE
+
+        for name in sorted(set(self.jobs.pending.values())):
+            try:
+                job = self.client.call(lambda: self.client.sdk.batches.get(name=name), None, f"{name}: ")
+            except (RequestFailed, Stopped):
+                continue  # asked again next run
+            state = _name(job.state) or ""
+            if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
+                self.jobs.finish(name)
+                continue
+            if state != "JOB_STATE_SUCCEEDED":
+                continue
+            for item in (job.dest.inlined_responses if job.dest else None) or []:
+                key = (item.metadata or {}).get("key")
+                if key is None or item.error is not None or item.response is None:
+                    continue
+                usage = self._usage(item.response, BATCH_PRICE)
+                with self.lock:
+                    self.spent["input_tokens"] += usage["input_tokens"]
+                    self.spent["output_tokens"] += usage["output_tokens"]
+                    self.spent["usd"] = round(self.spent["usd"] + usage["cost_usd"], 6)
+                answer, _ = read_response(item.response)
+                if answer is not None:  # an unusable answer is asked again
+                    self.cache.put(key, answer, usage)
+            self.jobs.finish(name)
+
+    def _ask(self, lq, hq, reasons, account: Account) -> tuple[dict | None, str | None, dict[str, float]]:
+        response = self.client.generate_content(self.settings["model"], self._contents(lq, hq, reasons), self._config(), account, "text")
+        usage = self._usage(response)
         answer, problem = read_response(response)
         return answer, problem, usage
 
@@ -396,6 +487,44 @@ class AnswerCache:
                 os.write(fd, line.encode())  # one write: appends from several processes do not interleave
             finally:
                 os.close(fd)
+
+
+class BatchJobs:
+    """Submitted batch jobs not yet collected, by the cache keys they answer:
+    ``jobs.jsonl`` beside the answers, one line per job submitted or finished."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.pending: dict[str, str] = {}  # cache key -> job name
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("finished"):
+                    self.pending = {k: job for k, job in self.pending.items() if job != entry["job"]}
+                else:
+                    self.pending.update(dict.fromkeys(entry.get("keys", ()), entry["job"]))
+
+    def add(self, job: str, keys: list[str]) -> None:
+        with self.lock:
+            self.pending.update(dict.fromkeys(keys, job))
+            self._append({"job": job, "keys": keys})
+
+    def finish(self, job: str) -> None:
+        with self.lock:
+            self.pending = {k: name for k, name in self.pending.items() if name != job}
+            self._append({"job": job, "finished": True})
+
+    def _append(self, entry: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 def _name(value: Any) -> str | None:

@@ -10,6 +10,10 @@ a major hallucinated object), ``minor`` (faithful, quality 4, a minor plastic lo
 ``blocked`` (the prompt refused), ``safety`` (the answer stopped for safety), ``empty``
 (no text), ``malformed`` (prose, not JSON), ``wrong_keys`` (JSON without ``reason``), or an
 HTTP status code such as ``"429"`` or ``"500"``.
+
+Batch API: ``models/{model}:batchGenerateContent`` creates a job of inlined requests;
+``GET batches/{id}`` answers RUNNING ``polls_while_running`` times, then SUCCEEDED with each
+request's answer, scripted as above.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class FakeJudge:
         self.keys_seen: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.jobs: dict[str, dict] = {}
+        self.polls_while_running = 1
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = False
@@ -99,6 +105,23 @@ class FakeJudge:
             script = self.script.get(sha, [self.default])
             return script[min(self.calls[sha] - 1, len(script) - 1)]
 
+    def create_job(self, body: dict) -> dict:
+        with self.lock:
+            name = f"batches/job{len(self.jobs)}"
+            self.jobs[name] = {"requests": body["batch"]["inputConfig"]["requests"]["requests"], "polls": 0}
+        return {"name": name, "metadata": {"state": "BATCH_STATE_PENDING"}}
+
+    def poll_job(self, name: str) -> dict:
+        job = self.jobs[name]
+        job["polls"] += 1
+        if job["polls"] <= self.polls_while_running:
+            return {"name": name, "metadata": {"state": "BATCH_STATE_RUNNING"}}
+        answers = [
+            {"response": answer(self._behaviour(hashlib.sha256(hq_view(item["request"])).hexdigest()))[1], "metadata": item.get("metadata", {})}
+            for item in job["requests"]
+        ]
+        return {"name": name, "metadata": {"state": "BATCH_STATE_SUCCEEDED", "output": {"inlinedResponses": {"inlinedResponses": answers}}}}
+
     def _handler(self):
         fake = self
 
@@ -115,15 +138,23 @@ class FakeJudge:
                     fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
                     with fake.lock:
                         fake.requests.append({"path": self.path, "body": body})
-                    status, payload = answer(fake._behaviour(hashlib.sha256(hq_view(body)).hexdigest()))
-                    data = json.dumps(payload).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    if self.path.endswith(":batchGenerateContent"):
+                        return self._send(200, fake.create_job(body))
+                    self._send(*answer(fake._behaviour(hashlib.sha256(hq_view(body)).hexdigest())))
                 finally:
                     with fake.lock:
                         fake.in_flight -= 1
+
+            def do_GET(self) -> None:
+                fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
+                self._send(200, fake.poll_job("batches/" + self.path.split("/batches/")[1].split("?")[0]))
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler

@@ -234,3 +234,31 @@ def test_judge_estimate_prices_the_review_pairs_of_a_metrics_run(tmp_path, env):
     assert result.returncode == 0, result.stderr
     per_pair = (2 * 1120 + 700) * 0.5 / 1e6 + 200 * 3.0 / 1e6
     assert result.stdout.startswith("3 pairs (review) x (2940 input tokens") and f"${3 * per_pair:.4f}" in result.stdout
+
+
+def test_batch_mode_submits_one_job_and_a_later_run_collects_it_into_the_cache(env):
+    lq, hq = pairs(3)
+    with FakeJudge() as fake:
+        fake.on(view_bytes(hq[1], 1024), "bad")
+        fake.on(view_bytes(hq[2], 1024), "malformed")
+        first = score(judge(fake, batch=True), lq, hq)
+        assert [r["path"].endswith(":batchGenerateContent") for r in fake.requests] == [True]
+        assert all(u == "judge batch job batches/job0 submitted; run again later to collect" for u in first.unsure)
+        running = score(judge(fake, batch=True), lq, hq)  # polled once: still running
+        assert all("still running" in u for u in running.unsure) and len(fake.jobs) == 1
+        collector = judge(fake, batch=True)  # collected at setup, at half price
+        spent = collector.accounting()
+        assert spent["usd"] == pytest.approx(3 * (2940 * 0.5 + 160 * 3.0) / 1e6 * 0.5)
+        done = score(collector, lq, hq)
+    assert done.values["faithful"][:2] == [1.0, 0.0] and done.unsure[:2] == [None, None]
+    assert done.unsure[2] == "judge batch job batches/job1 submitted; run again later to collect"  # the unusable answer, asked again
+    assert not [r for r in fake.requests if r["path"].endswith(":generateContent")]  # nothing interactive
+
+
+def test_an_unreachable_server_stops_sending_and_the_pairs_go_to_review(env):
+    lq, hq = pairs(3)
+    instance = Judge(base_url="http://127.0.0.1:9", retry_initial_delay_s=0.01, rpm=0.0, attempts=2, unreachable_after=2, concurrency=1)
+    instance.setup(torch.device("cpu"))
+    scores = score(instance, lq, hq)
+    assert all(u.startswith("judge error: ") for u in scores.unsure), scores.unsure
+    assert "cannot reach http://127.0.0.1:9" in scores.unsure[-1] and instance.accounting()["requests"] == 2
