@@ -205,8 +205,10 @@ def test_filter_command_judges_review_pairs_shows_cost_and_reason(tmp_path, env)
         assert run_cli("report", str(out), env=env).returncode == 0
         assert "judge: A faithful, clean restoration of the same scene." in (out / "report" / "index.html").read_text()
         # a fresh rerun asks nothing again: every answer is cached
-        again = run_cli(*args, "--fresh", env=env)
+        again = run_cli(*args, "--fresh", "--processes", "2", env=env)
         assert again.returncode == 0 and len(fake.requests) == 3
+        spent = json.loads((out / "summary.json").read_text())["filters"]["judge"]["spent"]
+        assert spent["cached"] == 3 and spent["requests"] == 0  # added up over the worker processes
     for text in ((out / "results.jsonl").read_text(), (out / "summary.json").read_text(), (out / "run.json").read_text(), result.stderr):
         assert KEY not in text
 
