@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import make_pair_folder, photos, run_cli
 from fake_judge import FakeJudge
+from review_helpers import serving
 from ggtqc.batch import Batch
 from ggtqc.decide import RowDecider, Rules
 from ggtqc.host import Entry, select_filters
@@ -204,6 +205,8 @@ def test_filter_command_judges_review_pairs_shows_cost_and_reason(tmp_path, env)
         # the report and the review API show the judge's sentence
         assert run_cli("report", str(out), env=env).returncode == 0
         assert "judge: A faithful, clean restoration of the same scene." in (out / "report" / "index.html").read_text()
+        with serving(out) as (_, client):  # the review page's pair API
+            assert "judge: A faithful, clean restoration of the same scene." in client.json("/api/pair?queue=accepted&index=0")["reasons"]
         # a fresh rerun asks nothing again: every answer is cached
         again = run_cli(*args, "--fresh", "--processes", "2", env=env)
         assert again.returncode == 0 and len(fake.requests) == 3
