@@ -10,4 +10,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["Field", "Filter", "PairFilter", "Scores", "WeightFile", "hookimpl", "__version__"]
+_API = ("filter_pairs", "list_filters", "create_filter")
+
+__all__ = ["Field", "Filter", "PairFilter", "Scores", "WeightFile", "hookimpl", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    """The library layer (``ggtqc.api``), imported on first use: a plugin that imports
+    ``ggtqc`` for ``Filter`` does not pay for torch and the runner."""
+    if name in _API:
+        from ggtqc import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ggtqc' has no attribute {name!r}")

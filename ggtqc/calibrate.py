@@ -302,15 +302,24 @@ def calibrate(
     else:
         full_path = fit_path(data, defaults)
         limits = full_path[choose_empirical(full_path, data.badness[data.good], target)]
-        why = (
-            "no audit labels: labels from the review and rejected queues over-represent borderline pairs and cannot "
-            "speak for the whole run"
-            if not (data.good & data.audit).any()
-            else f"{n_cert} audit good pairs were left to certify on; the claim needs at least {need} even if every one is kept"
-        )
+        if not (data.good & data.audit).any():
+            why = (
+                "no audit labels: labels from the review and rejected queues over-represent borderline pairs and "
+                "cannot speak for the whole run"
+            )
+        elif n_cert < need:
+            why = f"{n_cert} audit good pairs were left to certify on; the claim needs at least {need} even if every one is kept"
+        else:
+            kept, n = kept_share(path[0], data.badness[certify], data.absent[certify])
+            why = (
+                f"even the most lenient thresholds fitted on the other labels keep only {kept} of the {n} audit good pairs "
+                f"left to certify on (lower bound {lower_bound(kept, n, confidence):.3f}): those pairs differ from the ones "
+                "fitted on"
+            )
         claim = (
             f"NOT guaranteed: {why}. These thresholds keep {target:.1%} of all {int(data.good.sum())} labelled good pairs; "
-            f"label more of the audit queue (at least {need} good pairs for {target:.0%} at {confidence:.0%} confidence)"
+            f"label more of the audit queue (at least {need} good pairs the fit does not use, for {target:.0%} at "
+            f"{confidence:.0%} confidence)"
         )
         guaranteed = False
     thresholds = {

@@ -1,4 +1,6 @@
-"""Command line: ``ggtqc filter``, ``report``, ``generate``, ``plugins`` and ``weights``.
+"""Command line: ``ggtqc filter``, ``pairs``, ``decide``, ``calibrate``, ``review``,
+``report``, ``compare``, ``generate``, ``plugins`` and ``weights``; ``filter``, ``plugins`` and ``weights`` are thin
+shells over the library layer (``ggtqc.api``).
 
 Errors the user can fix (flags, config, input layout, missing weights) end with a short
 message and exit code 2; a run that fails while working exits 1; a completed run exits 0,
@@ -10,31 +12,44 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import click
 
-from ggtqc import __version__
+from ggtqc import __version__, api
 from ggtqc.calibrate import CalibrateError, calibrate, thresholds_toml
-from ggtqc.config import ConfigError, load_config
+from ggtqc.compare import CompareError
+from ggtqc.config import ConfigError
 from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run_filters_with
-from ggtqc.export import ExportError, export_accepted
+from ggtqc.export import ExportError
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Naming, PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import RESULTS, ROW_SCHEMA, VERDICTS, ResultsLog, ResumeError, error_kind
+from ggtqc.results import RESULTS, VERDICTS, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
-from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, spent_text
 
-USER_ERRORS = (CalibrateError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+ENVIRONMENT = """\b
+Environment variables:
+  GGTQC_LOAD_PLUGINS  comma list of the third-party plugins to load (empty:
+                      none); the built-in filters always load
+  GGTQC_CACHE         folder where weight files are looked for and fetched
+                      to [default: ~/.cache/ggtqc]
+  GGTQC_SSIM_IMPL     triton|opencv|torch: force one SSIM kernel (fails if it
+                      cannot run) [default: chosen by device]
+  GGTQC_DEBUG         1: show tracebacks of failed runs
+  GEMINI_API_KEY      read by the Gemini SDK (generate, the VLM judge); never
+                      stored or printed by ggtqc
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=ENVIRONMENT)
 @click.version_option(__version__, prog_name="ggtqc")
 def cli() -> None:
     """Quality control for generated LQ/HQ image-restoration pairs."""
@@ -46,10 +61,12 @@ def cli() -> None:
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("qc"), show_default=True, help="Results folder.")
 @click.option("--plugins", "-p", default="all", show_default=True, help="'all', a comma list, or exclusions: all,-geometry.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Where filters run: auto picks the GPU when torch sees one.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Pairs decoded and scored together; larger batches keep a GPU busier and use more memory.")
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes decoding and scoring side by side; on a many-core CPU try 4 or more.")
 @click.option("--workers", type=click.IntRange(min=1), show_default="cores / processes", help="Threads per process decoding and scoring pairs.")
+@click.option("--lq-template", default="{}", show_default=True, help="LQ file name from the pair id, as BasicSR's filename_tmpl ('{}x4'); 'ggtqc pairs' shows the pairing.")
+@click.option("--hq-template", default="{}", show_default=True, help="HQ file name from the pair id.")
 @click.option("--all-scores", is_flag=True, help="Score every pair with every filter, even once rejected.")
 @click.option("--fresh", is_flag=True, help="Discard earlier results in --out instead of resuming.")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")
@@ -66,6 +83,8 @@ def filter_command(
     batch_size: int,
     processes: int,
     workers: int | None,
+    lq_template: str,
+    hq_template: str,
     all_scores: bool,
     fresh: bool,
     export_dir: Path | None,
@@ -76,63 +95,27 @@ def filter_command(
     """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/) and write verdicts to --out."""
     if (pairs is None) == (pairs_file is None):
         raise click.UsageError("give either a PAIRS folder or --pairs-file, not both or neither")
-    source = (pairs or pairs_file).resolve()
-    found = discover(source)
-    root = source if source.is_dir() else source.parent
-
     host = load_host()
     for name, reason in host.failures.items():
         click.echo(f"warning: plugin {name!r} failed to load: {reason}", err=True)
-    available = host.filters()
-    names = select_filters(plugins, available)
-    configs = load_config(config_path, {name: entry.cls for name, entry in available.items()})
-    stages = []
-    for name in names:
-        entry, config = available[name], configs[name]
-        instance = entry.cls(**config.settings)
-        thresholds = {f.name: config.thresholds.get(f.name, f.threshold) for f in entry.cls.fields}
-        stages.append(Stage(instance, entry, thresholds, config.margins))
-    torch_device = resolve_device(device)
-    check_ready(stages, torch_device, plugins.replace(" ", ""))
-
-    limits = DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20))
-    run_config = {
-        "row_schema": ROW_SCHEMA,
-        "order": [s.name for s in stages],
-        "input": str(source),
-        "filters": {s.name: {k: v for k, v in s.describe().items() if k not in ("plugin", "package")} for s in stages},
-        "all_scores": all_scores,
-        "limits": {"max_pixels": limits.max_pixels, "max_bytes": limits.max_bytes},
-    }
-    log = ResultsLog(out, run_config, fresh=fresh)
-    done_before = sum(1 for p in found if p.id in log.done)
-    progress = Progress(len(found), done_before, extra=lambda: spent_text(stages)) if not quiet else None
-    started = time.perf_counter()
-    if workers is None:
-        workers = max(1, (os.cpu_count() or 1) // processes)
-    options = RunOptions(batch_size=batch_size, workers=workers, processes=processes, all_scores=all_scores, limits=limits)
+    progress = Progress() if not quiet else None
     try:
-        run(found, stages, log, options, torch_device, on_batch=progress.update if progress else lambda rows: None)
+        summary = api.filter_pairs(
+            pairs or pairs_file, out, plugins, config_path,
+            device=device, batch_size=batch_size, processes=processes, workers=workers, all_scores=all_scores,
+            fresh=fresh, export=export_dir, limits=DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20)),
+            naming=Naming(lq_template, hq_template), progress=progress, host=host,
+        )  # fmt: skip
     finally:
         if progress:
             progress.close()
-    summary = log.write_summary(
-        {
-            "ggtqc_version": __version__,
-            "input": str(source),
-            "device": str(torch_device),
-            "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
-            "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
-        }
-    )
     counts = summary["verdicts"]
     click.echo(
         f"{summary['pairs']} pairs: {counts['accept']} accept, {counts['review']} review, {counts['reject']} reject, "
         f"{counts['error']} error -> {out / 'results.jsonl'}"
     )
-    if export_dir is not None:
-        exported = export_accepted(log.rows(), root, export_dir)
-        click.echo(f"exported {exported} accepted pairs to {export_dir}")
+    if "export" in summary:
+        click.echo(f"exported {summary['export']['pairs']} accepted pairs to {export_dir}")
 
 
 @cli.command("pairs")
@@ -368,6 +351,30 @@ def report_command(qc: Path, out: Path | None, per_reason: int, accepted: int) -
     click.echo(f"report: {index}")
 
 
+@cli.command("compare")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN_A RUN_B [RUN...]", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("compare"), show_default=True, help="Folder for index.html, table.csv and thumbnails.")
+@click.option("--name", "names", multiple=True, help="A name for each RUN, in order (repeat the option).  [default: the folder names]")
+@click.option("--show", default=24, show_default=True, type=click.IntRange(min=0), help="LQ photos with disagreeing verdicts shown side by side, spread over them.")
+def compare_command(runs: tuple[Path, ...], out: Path, names: tuple[str, ...], show: int) -> None:
+    """Compare runs over the same LQ photos (from different generators or prompts): pass rates
+    with 95 % intervals, rejection reasons, and the targets side by side where verdicts differ.
+
+    Pairs are matched by the LQ's path relative to each run's input folder, else by the LQ
+    file's content. Rates are over the LQ photos found in every run.
+    """
+    from ggtqc.compare import compare, text_table, write_comparison
+
+    if len(runs) < 2:
+        raise click.UsageError("give two or more RUN folders to compare")
+    result = compare(list(runs), names)
+    click.echo(text_table(result))
+    matched = f"; {result.matched_by_content} rows matched by LQ content" if result.matched_by_content else ""
+    click.echo(f"{len(result.shared)} LQ photos in every run, {len(result.disagree)} with verdicts that differ{matched}")
+    index = write_comparison(result, out, show, workers=os.cpu_count() or 1)
+    click.echo(f"compare: {index}")
+
+
 @cli.command("weights")
 @click.option("--plugins", "-p", default="all", show_default=True, help="Which filters to look at, as for 'ggtqc filter'.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of options (checkpoint paths, models).")
@@ -377,10 +384,10 @@ def weights_command(plugins: str, config_path: Path | None, fetch: bool) -> None
     from ggtqc.weights import fetch as fetch_file
 
     available = load_host().filters()
-    configs = load_config(config_path, {name: entry.cls for name, entry in available.items()})
     missing = 0
-    for name in select_filters(plugins, available):
-        for weight in available[name].cls(**configs[name].settings).weights():
+    for stage in api.build_stages(select_filters(plugins, available), available, config_path):
+        name = stage.name
+        for weight in stage.filter.weights():
             if weight.found is None and fetch:
                 try:
                     weight = type(weight)(weight.description, weight.searched, fetch_file(weight), weight.source)
@@ -401,21 +408,7 @@ def weights_command(plugins: str, config_path: Path | None, fetch: bool) -> None
 def plugins_command(as_json: bool) -> None:
     """List plugins, the filters they provide, their fields and needs."""
     host = load_host()
-    listing = []
-    for name, entry in sorted(host.filters().items()):
-        cls = entry.cls
-        listing.append(
-            {
-                "name": name,
-                "version": cls.version,
-                "plugin": entry.plugin,
-                "package": entry.package,
-                "gpu": cls.gpu,
-                "weights": [w.description for w in cls().weights()],
-                "options": dict(cls.options),
-                "fields": [{"name": f.name, "better": f.better, "threshold": f.threshold, "help": f.help} for f in cls.fields],
-            }
-        )
+    listing = api.list_filters(host)
     generators = [
         {"name": name, "version": entry.cls.version, "plugin": entry.plugin, "package": entry.package, "options": dict(entry.cls.options)}
         for name, entry in sorted(host.generators().items())
@@ -482,8 +475,7 @@ def judge_estimate_command(qc: Path, config_path: Path | None) -> None:
     from ggtqc.plugins.judge import estimate_run
 
     available = load_host().filters()
-    configs = load_config(config_path, {name: entry.cls for name, entry in available.items()})
-    click.echo(estimate_run(qc, available["judge"].cls(**configs["judge"].settings)))
+    click.echo(estimate_run(qc, api.build_stages(["judge"], available, config_path)[0].filter))
 
 
 def main(argv: list[str] | None = None) -> None:

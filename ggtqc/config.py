@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ggtqc.filters import Filter
 
@@ -43,11 +46,20 @@ class FilterConfig:
     margins: dict[str, float] = field(default_factory=dict)
 
 
-def load_config(path: Path | None, filters: dict[str, type[Filter]]) -> dict[str, FilterConfig]:
-    """Overrides for each filter in ``filters``, validated against what it declares."""
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None, filters: Mapping[str, type[Filter]], label: str = "config"
+) -> dict[str, FilterConfig]:
+    """Overrides for each filter in ``filters``, validated against what it declares.
+
+    ``source`` is a TOML file, or a mapping of the same tables (``{"color": {"thresholds":
+    {"cast": 5}}}``), whose errors name ``label`` where a file's would name the file.
+    """
     configs = {name: FilterConfig() for name in filters}
-    if path is None:
+    if source is None:
         return configs
+    if isinstance(source, Mapping):
+        return _apply(label, dict(source), filters, configs)
+    path = Path(source)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -56,27 +68,31 @@ def load_config(path: Path | None, filters: dict[str, type[Filter]]) -> dict[str
         raise ConfigError(f"config file {path} cannot be read ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return _apply(path, data, filters, configs)
+
+
+def _apply(path: Path | str, data: dict, filters: Mapping[str, type[Filter]], configs: dict[str, FilterConfig]) -> dict[str, FilterConfig]:
     for name, table in data.items():
         if name not in filters:
             raise ConfigError(f"{path}: {_unknown('filter', name, filters)}")
-        if not isinstance(table, dict):
+        if not isinstance(table, Mapping):
             raise ConfigError(f"{path}: '{name}' must be a table ([{name}])")
         configs[name] = _filter_config(path, name, table, filters[name])
     return configs
 
 
-def _filter_config(path: Path, name: str, table: dict, cls: type[Filter]) -> FilterConfig:
+def _filter_config(path: Path | str, name: str, table: dict, cls: type[Filter]) -> FilterConfig:
     config = FilterConfig()
     fields = {f.name: f for f in cls.fields}
     for key, value in table.items():
         if key in ("thresholds", "margins"):
-            if not isinstance(value, dict):
+            if not isinstance(value, Mapping):
                 raise ConfigError(f"{path}: '{name}.{key}' must be a table ([{name}.{key}])")
             for field_name, number in value.items():
                 where = f"{name}.{key}.{field_name}"
                 if field_name not in fields:
                     raise ConfigError(f"{path}: {_unknown(f'field of {name}', field_name, fields)}")
-                if key == "thresholds" and number is False:
+                if key == "thresholds" and (number is False or number is None):  # None: from Python
                     config.thresholds[field_name] = None
                 elif not (_is_number(number) and math.isfinite(number)):
                     hint = "a number, or false to record only" if key == "thresholds" else "a number >= 0"
@@ -100,7 +116,7 @@ def _filter_config(path: Path, name: str, table: dict, cls: type[Filter]) -> Fil
     return config
 
 
-def _check_option(path: Path, where: str, value: object, default: object) -> bool | int | float | str:
+def _check_option(path: Path | str, where: str, value: object, default: object) -> bool | int | float | str:
     expected = type(default)
     if expected is float and _is_number(value):
         return float(value)

@@ -88,8 +88,8 @@ class Rules:
         self._named = {name: [(rule, rule.field.split(".", 1)[1]) for rule in rules] for name, rules in self.by_filter.items()}
         self.fields = {rule.field for rules in self.by_filter.values() for rule in rules}
         # the starts of the reasons that are filters' remarks, not errors
-        self.notes = {f"{name} unsure:" for name in self.by_filter} | {f"{name}:" for name in self.by_filter}
-        self.notes |= {f"{name} settled" for name in self.by_filter}
+        self.remarks = {f"{name} unsure:" for name in self.by_filter} | {f"{name}:" for name in self.by_filter}
+        self.remarks |= {f"{name} settled" for name in self.by_filter}
 
     @classmethod
     def from_run(cls, filters: Mapping[str, Mapping[str, Any]], order: Sequence[str] | None = None) -> Rules:
@@ -214,8 +214,8 @@ def row_errors(row: Mapping[str, Any], rules: Rules) -> list[str]:
     ``unsure`` note."""
     return [
         r for r in row.get("reasons", ())
-        if r.split(" ", 1)[0] not in rules.fields and r.split(" ", 1)[0] not in rules.notes
-        and " ".join(r.split(" ", 2)[:2]) not in rules.notes
+        if r.split(" ", 1)[0] not in rules.fields and r.split(" ", 1)[0] not in rules.remarks
+        and " ".join(r.split(" ", 2)[:2]) not in rules.remarks
     ]  # fmt: skip
 
 

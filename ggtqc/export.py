@@ -18,13 +18,21 @@ MARKER = ".ggtqc-export"
 
 
 class ExportError(Exception):
-    pass
+    """The export folder cannot be used; the message says what to do."""
+
+
+def check_export_dir(dest: Path) -> None:
+    """Refuse, before a run, a folder the export could not rebuild."""
+    if dest.exists() and not dest.is_dir():
+        raise ExportError(f"--export {dest} is a file; choose a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / MARKER).exists():
+        raise ExportError(f"--export {dest} is not empty and was not made by ggtqc; choose a new folder")
 
 
 def export_accepted(rows: Iterable[dict[str, Any]], root: Path, dest: Path) -> int:
+    """Link the accepted pairs of ``rows`` into ``dest``; return how many."""
+    check_export_dir(dest)
     if dest.exists() and any(dest.iterdir()):
-        if not (dest / MARKER).exists():
-            raise ExportError(f"--export {dest} is not empty and was not made by ggtqc; choose a new folder")
         for side in ("lq", "hq"):
             shutil.rmtree(dest / side, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,14 @@
 """The one plugin manager: loads plugins, collects filters and generators, resolves ``--plugins``.
 
 Plugins come from the ``ggtqc`` entry-point group, built-ins included (ggtqc's own
-pyproject declares them there). ``GGTQC_LOAD_PLUGINS`` is an allow-list of entry-point
-names; set to an empty string it loads none. A plugin that fails to import is reported and
-skipped, so one broken package does not take the others down.
+pyproject declares them there). ``GGTQC_LOAD_PLUGINS`` is an allow-list of the other
+packages' entry-point names (set to an empty string, it loads none of them); the built-ins
+always load, and ``--plugins`` chooses among filters. A plugin that fails to import is
+reported and skipped, so one broken package does not take the others down.
+
+Hooks are called through pluggy's hook callers, once per plugin so that the host knows
+which plugin registered what: wrappers (``@hookimpl(wrapper=True)``) and
+``manager.enable_tracing()`` or ``add_hookcall_monitoring`` see every call.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class Host:
         allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
         seen = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in seen or (allow is not None and ep.name not in allow):
+            if ep.name in seen or (allow is not None and ep.name not in allow and not _builtin(ep)):
                 continue
             seen.add(ep.name)
             package = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "(unknown package)"
@@ -67,19 +72,22 @@ class Host:
                 self.failures[ep.name] = f"{package}: {type(e).__name__}: {e}"
                 continue
             self.register(plugin, ep.name, package)
+        for name in sorted((allow or set()) - seen):
+            self.failures[name] = f"named in {ALLOW_LIST_VARIABLE}, but no installed package has a ggtqc plugin of that name"
 
     def filters(self) -> dict[str, Entry]:
         """Every registered filter by name."""
-        return self._collect(self.manager.hook.ggtqc_register_filters, Filter, _check_filter_class)
+        return self._collect("ggtqc_register_filters", Filter, _check_filter_class)
 
     def generators(self) -> dict[str, Entry]:
         """Every registered generator by name."""
-        return self._collect(self.manager.hook.ggtqc_register_generators, Generator, _check_generator_class)
+        return self._collect("ggtqc_register_generators", Generator, _check_generator_class)
 
-    def _collect(self, hook: pluggy.HookCaller, base: type, check: Callable) -> dict[str, Entry]:
+    def _collect(self, hook_name: str, base: type, check: Callable) -> dict[str, Entry]:
         kind = base.__name__.lower()
         found: dict[str, Entry] = {}
-        for impl in hook.get_hookimpls():
+        impls = [i for i in getattr(self.manager.hook, hook_name).get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        for impl in impls:
             plugin = impl.plugin_name
 
             def register(cls: type, _plugin: str = plugin) -> None:
@@ -92,7 +100,9 @@ class Host:
                     )
                 found[cls.name] = Entry(cls, _plugin, self.packages.get(_plugin, "?"))
 
-            _call(impl, register)
+            # the hook caller of this plugin's implementation and every wrapper
+            others = [i.plugin for i in impls if i.plugin is not impl.plugin]
+            self.manager.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
         return found
 
 
@@ -108,9 +118,9 @@ def _new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def _call(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
-    kwargs = {"register": register}
-    impl.function(*(kwargs[name] for name in impl.argnames))
+def _builtin(ep: importlib.metadata.EntryPoint) -> bool:
+    """An entry point of ggtqc's own package: a built-in filter or generator."""
+    return ep.value.startswith("ggtqc.") and (ep.dist is None or ep.dist.name.lower() == "ggtqc")
 
 
 def _check_generator_class(cls: object, plugin: str) -> None:
@@ -161,11 +171,19 @@ def select_filters(spec: str, available: dict[str, Entry]) -> list[str]:
             chosen.append(name)
     names = [n for n in dict.fromkeys(chosen) if n not in excluded]
     if not names:
-        raise PluginError(f"--plugins {spec!r} selects no filter; available: {', '.join(sorted(available)) or 'none'}")
+        raise PluginError(f"--plugins {spec!r} selects no filter; available: {', '.join(sorted(available)) or 'none'}{_allow_list_note()}")
     return sorted(names, key=lambda n: (available[n].cls.cost, n))
 
 
 def _unknown(name: str, available: dict[str, Entry]) -> str:
     close = difflib.get_close_matches(name, list(available), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown filter {name!r}{hint} (available: {', '.join(sorted(available)) or 'none'}; see 'ggtqc plugins')"
+    return f"unknown filter {name!r}{hint} (available: {', '.join(sorted(available)) or 'none'}; see 'ggtqc plugins'){_allow_list_note()}"
+
+
+def _allow_list_note() -> str:
+    """Where the allow-list is set, a reminder that it limits which plugins load."""
+    allowed = os.environ.get(ALLOW_LIST_VARIABLE)
+    if allowed is None:
+        return ""
+    return f"; {ALLOW_LIST_VARIABLE}={allowed!r} limits which installed plugins load"

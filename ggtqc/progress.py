@@ -5,24 +5,32 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any, TextIO
 
 
 class Progress:
-    def __init__(
-        self, total: int, done_before: int, stream: TextIO = sys.stderr, every: float = 5.0, extra: Callable[[], str] = lambda: ""
-    ) -> None:
-        self.extra = extra
-        """Text appended to each line (the filters' running cost)."""
-        self.total = total
-        self.done_before = done_before
+    """A progress callback for :func:`ggtqc.filter_pairs`: ``progress(rows, done, total)``.
+
+    ``spent``, which ``filter_pairs`` sets before each call, is the filters' running cost
+    (``judge $0.0123 (12 requests)``), shown at the end of the line."""
+
+    spent: str = ""
+
+    def __init__(self, stream: TextIO = sys.stderr, every: float = 5.0) -> None:
+        self.total = 0
+        self.done_before: int | None = None
         self.stream = stream
         self.live = stream.isatty()
         self.every = 0.1 if self.live else every
         self.counts: Counter[str] = Counter()
-        self.started = time.perf_counter()
-        self.last_shown = self.started
+        self.started = self.last_shown = time.perf_counter()
+
+    def __call__(self, rows: list[dict[str, Any]], done: int, total: int) -> None:
+        if self.done_before is None:  # the first call, before any work
+            self.done_before = done - len(rows)
+            self.started = self.last_shown = time.perf_counter()
+        self.total = total
+        self.update(rows)
 
     def update(self, rows: list[dict[str, Any]]) -> None:
         self.counts.update(row["verdict"] for row in rows)
@@ -32,6 +40,8 @@ class Progress:
             self._show(now)
 
     def close(self) -> None:
+        if self.done_before is None:  # the run never started: nothing to show
+            return
         self._show(time.perf_counter())
         if self.live:
             self.stream.write("\n")
@@ -41,10 +51,10 @@ class Progress:
         scored = sum(self.counts.values())
         rate = scored / max(now - self.started, 1e-9)
         line = (
-            f"{self.done_before + scored}/{self.total} pairs  {rate:.1f} pairs/s  "
+            f"{(self.done_before or 0) + scored}/{self.total} pairs  {rate:.1f} pairs/s  "
             f"accept {self.counts['accept']}  review {self.counts['review']}  reject {self.counts['reject']}  error {self.counts['error']}"
         )
-        if extra := self.extra():
-            line += f"  {extra}"
+        if self.spent:
+            line += f"  {self.spent}"
         self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
         self.stream.flush()

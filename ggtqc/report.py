@@ -83,6 +83,21 @@ def pick(rows: Sequence[dict[str, Any]], per_reason: int, accepted: int) -> Pick
 
 def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, workers: int = 4) -> Path:
     """Write ``out/index.html`` (and its thumbnails) for the results in ``qc``; return its path."""
+    run, root, rows = read_results(qc)
+    picked = pick(rows, per_reason, accepted)
+    groups = (*picked.by_field.values(), *picked.by_review.values(), *picked.by_error.values(), picked.accepted)
+    shown = {row["id"]: row for group in groups for row in group}
+    (out / THUMBS).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        thumbs = dict(zip(shown, pool.map(lambda row: _thumbs(row, root, out), shown.values())))
+    page = _page(qc, out, run, count_rows(rows), picked, thumbs)
+    index = out / "index.html"
+    write_atomic(index, page.encode("utf-8"))
+    return index
+
+
+def read_results(qc: Path) -> tuple[dict[str, Any], Path, list[dict[str, Any]]]:
+    """A results folder's ``run.json``, the folder its rows' paths are relative to, and its rows."""
     if not (qc / RESULTS).is_file() or not (qc / RUN).is_file():
         raise ReportError(f"{qc} holds no ggtqc results ({RESULTS} and {RUN}); give the --out folder of a 'ggtqc filter' run")
     try:
@@ -95,16 +110,7 @@ def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, 
         rows = list(read_rows(qc / RESULTS))  # read only: a run may still be writing to it
     except LogError as e:
         raise ReportError(str(e)) from None
-    picked = pick(rows, per_reason, accepted)
-    groups = (*picked.by_field.values(), *picked.by_review.values(), *picked.by_error.values(), picked.accepted)
-    shown = {row["id"]: row for group in groups for row in group}
-    (out / THUMBS).mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        thumbs = dict(zip(shown, pool.map(lambda row: _thumbs(row, root, out), shown.values())))
-    page = _page(qc, out, run, count_rows(rows), picked, thumbs)
-    index = out / "index.html"
-    write_atomic(index, page.encode("utf-8"))
-    return index
+    return run, root, rows
 
 
 def _error_kind(row: dict[str, Any]) -> str:
@@ -120,22 +126,25 @@ def _thumbs(row: dict[str, Any], root: Path, out: Path) -> dict[str, str]:
         if not row.get(side):
             found[side] = "!no file"
             continue
-        try:
-            image = decode_image(root / row[side])
-        except DecodeError as e:
-            found[side] = f"!{e}"
-            continue
-        height, width = image.shape[:2]
-        zoom = min(1.0, THUMB_SIDE / max(height, width))
-        small = cv2.resize(image, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_AREA)
-        ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(small[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            found[side] = "!could not make a thumbnail"
-            continue
-        relative = f"{THUMBS}/{name}-{side}.jpg"
-        write_atomic(out / relative, encoded.tobytes())
-        found[side] = relative
+        found[side] = thumbnail(root / row[side], out, f"{THUMBS}/{name}-{side}.jpg")
     return found
+
+
+def thumbnail(image_path: Path, out: Path, relative: str) -> str:
+    """Write a JPEG of ``image_path`` at most :data:`THUMB_SIDE` px wide or high to
+    ``out/relative``; return ``relative``, or ``"!"`` and why it could not."""
+    try:
+        image = decode_image(image_path)
+    except DecodeError as e:
+        return f"!{e}"
+    height, width = image.shape[:2]
+    zoom = min(1.0, THUMB_SIDE / max(height, width))
+    small = cv2.resize(image, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(small[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        return "!could not make a thumbnail"
+    write_atomic(out / relative, encoded.tobytes())
+    return relative
 
 
 STYLE = """

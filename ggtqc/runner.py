@@ -113,10 +113,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_ready(stages: Sequence[Stage], device: torch.device, selection: str = "all") -> None:
+def check_ready(stages: Sequence[Stage], device: torch.device, selection: str | None = "all") -> None:
     """Fail before any work if a filter cannot run: missing weights or no GPU.
 
-    ``selection`` is the ``--plugins`` value, so the suggested exclusion keeps it.
+    ``selection`` is the ``--plugins`` value, so the suggested exclusion keeps it; None
+    (one filter asked for by name) suggests no exclusion.
     """
     problems: list[tuple[str, str]] = []
     for stage in stages:
@@ -130,9 +131,9 @@ def check_ready(stages: Sequence[Stage], device: torch.device, selection: str = 
     if problems:
         lines = "\n".join(f"  - {name}: {text}" for name, text in problems)
         exclude = ",".join(f"-{name}" for name in dict.fromkeys(name for name, _ in problems))
+        how = f"exclude them with --plugins {selection},{exclude} or provide" if selection is not None else "provide"
         raise PluginError(
-            f"these filters cannot run:\n{lines}\nexclude them with --plugins {selection},{exclude} "
-            "or provide what they need ('ggtqc weights' shows where each file is looked for)"
+            f"these filters cannot run:\n{lines}\n{how} what they need ('ggtqc weights' shows where each file is looked for)"
         )
 
 

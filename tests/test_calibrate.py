@@ -132,3 +132,14 @@ def test_calibrate_without_labels_says_how_to_get_them(labelled_run, tmp_path):
     (run / "labels.jsonl").write_text(json.dumps({"id": "haze/coffee", "label": "accept", "reviewer": "a", "queue": "audit"}) + "\n")
     result = run_cli("calibrate", str(run), "--out", str(tmp_path / "t.toml"))
     assert result.returncode == 2 and "labelled faults" in result.stderr
+
+
+def test_audit_good_pairs_unlike_the_fitted_ones_leave_the_claim_unmade_and_say_why():
+    rows, truth = population(600, np.random.default_rng(4))
+    audit = {i: int(i[1:]) % 2 == 0 for i in rows}
+    for i, row in rows.items():  # the audit half's honest targets are noisier than any fitted one
+        if audit[i] and truth[i] == "accept":
+            row["scores"]["f"]["noise"] += 1.5
+    consensus = {i: {"id": i, "label": truth[i], "tags": [], "audit": audit[i], "votes": {}} for i in rows}
+    result = calibrate(rows, consensus, RULES, target=0.95, confidence=0.9)
+    assert not result.guaranteed and "differ from the ones fitted on" in result.claim

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import click
 import cv2
 import numpy as np
 import pytest
@@ -85,17 +86,29 @@ def test_sample_pairs_show_every_verdict(tmp_path):
         (["filter"], "give either a PAIRS folder or --pairs-file"),
         (["filter", "EXAMPLES", "--config", "BADCONFIG"], "unknown option of resolution 'min_side'"),
         (["filter", "EXAMPLES", "--config", "MISSING"], "config file"),
+        (["filter", "EXAMPLES", "-p", "resolution", "--export", "TAKEN"], "is not empty and was not made by ggtqc"),  # before the run, not after
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     (tmp_path / "bad.toml").write_text("[resolution]\nmin_side = 512\n")
-    swap = {"EXAMPLES": str(EXAMPLES), "MISSING": str(tmp_path / "missing"), "BADCONFIG": str(tmp_path / "bad.toml")}
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    swap = {"EXAMPLES": str(EXAMPLES), "MISSING": str(tmp_path / "missing"), "BADCONFIG": str(tmp_path / "bad.toml"), "TAKEN": str(tmp_path / "taken")}
     result = run_cli(*[swap.get(a, a) for a in args], "--out", str(tmp_path / "qc"))
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "qc" / "results.jsonl").exists()
+
+
+def test_allow_list_keeps_the_builtins_and_is_named_when_a_filter_is_missing(tmp_path):
+    result = run_cli("filter", str(EXAMPLES), "-p", "resolution,mine", "--out", str(tmp_path / "qc"), env={"GGTQC_LOAD_PLUGINS": "mine"})
+    assert result.returncode == 2
+    warning, error = result.stderr.splitlines()
+    assert warning == "warning: plugin 'mine' failed to load: named in GGTQC_LOAD_PLUGINS, but no installed package has a ggtqc plugin of that name"
+    assert error.startswith("ggtqc: unknown filter 'mine' (available: artifacts, clip, color, ")  # the built-ins still load
+    assert error.endswith("; GGTQC_LOAD_PLUGINS='mine' limits which installed plugins load")
 
 
 def test_changed_configuration_refuses_to_resume_until_fresh(tmp_path):
@@ -126,6 +139,19 @@ def test_pairs_file_and_export(tmp_path):
     refused = run_cli("filter", "--pairs-file", str(tmp_path / "list.jsonl"), "-q", "-p", WEIGHTS_FREE, "--out", str(tmp_path / "qc"), "--export", str(tmp_path / "other"))
     assert refused.returncode == 2 and "not empty" in refused.stderr
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep me"
+
+
+def test_every_option_has_help_and_help_lists_the_environment_variables():
+    from ggtqc.cli import cli
+
+    for name, command in cli.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"ggtqc {name} {param.opts[0]} has no help text"
+    shown = run_cli("--help")
+    assert shown.returncode == 0
+    for variable in ("GGTQC_LOAD_PLUGINS", "GGTQC_CACHE", "GGTQC_SSIM_IMPL", "GGTQC_DEBUG"):
+        assert variable in shown.stdout
 
 
 def test_plugins_listing_shows_builtins_with_source():
@@ -316,3 +342,16 @@ def test_pairs_command_lists_how_files_were_matched(tmp_path):
     assert listing.stdout.splitlines()[0] == "0001\tlq/0001x4.png\thq/0001.png\ttemplate"
     bad = run_cli("pairs", str(tmp_path), "--lq-template", "x4")
     assert bad.returncode == 2 and "must hold '{}' once" in bad.stderr
+
+
+def test_a_div2k_named_folder_filters_with_one_flag(tmp_path):
+    photo = photos()[0][:256, :256]
+    for name in ("0001", "0002"):
+        save_rgb(tmp_path / "pairs" / "hq" / f"{name}.png", photo)
+        save_rgb(tmp_path / "pairs" / "lq" / f"{name}x2.png", cv2.resize(photo, (128, 128), interpolation=cv2.INTER_AREA))
+    args = ["filter", str(tmp_path / "pairs"), "-q", "-p", "resolution", "--lq-template", "{}x2", "--out", str(tmp_path / "qc")]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(tmp_path / "qc")
+    assert [(r["id"], r["lq"], r["verdict"]) for r in rows] == [("0001", "lq/0001x2.png", "accept"), ("0002", "lq/0002x2.png", "accept")]
+    assert json.loads((tmp_path / "qc" / "run.json").read_text())["naming"] == {"lq": "{}x2", "hq": "{}"}

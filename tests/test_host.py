@@ -35,11 +35,52 @@ def test_builtin_filters_come_through_the_entry_point_group():
     assert entry.cls.__module__ == "ggtqc.plugins.resolution"
 
 
-def test_allow_list_variable_limits_what_loads(monkeypatch):
+def test_allow_list_limits_third_party_plugins_and_keeps_the_builtins(monkeypatch, plugin_site):
+    monkeypatch.syspath_prepend(str(plugin_site))  # the test plugin package, installed with pip
+    assert {"meangap", "resolution"} <= set(load_host().filters())
     monkeypatch.setenv("GGTQC_LOAD_PLUGINS", "")
-    assert load_host().filters() == {}
-    monkeypatch.setenv("GGTQC_LOAD_PLUGINS", "resolution")
-    assert list(load_host().filters()) == ["resolution"]
+    builtins = load_host().filters()
+    assert "meangap" not in builtins and {"resolution", "ssim", "color"} <= set(builtins)
+    monkeypatch.setenv("GGTQC_LOAD_PLUGINS", "testplugin,tsetplugin")
+    host = load_host()
+    assert {"meangap", "resolution"} <= set(host.filters())
+    assert host.failures == {"tsetplugin": "named in GGTQC_LOAD_PLUGINS, but no installed package has a ggtqc plugin of that name"}
+    with pytest.raises(PluginError, match="GGTQC_LOAD_PLUGINS='testplugin,tsetplugin' limits which installed plugins load"):
+        select_filters("mine", host.filters())
+
+
+class Broken:
+    @hookimpl
+    def ggtqc_register_filters(self, register):
+        raise RuntimeError("cannot register")
+
+
+class Guard:
+    """A wrapper around every plugin's registration that keeps one failure from stopping the rest."""
+
+    def __init__(self, caught):
+        self.caught = caught
+
+    @hookimpl(wrapper=True)
+    def ggtqc_register_filters(self, register):
+        try:
+            return (yield)
+        except RuntimeError as e:
+            self.caught.append(str(e))
+            return []
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_and_monitoring_see_them():
+    host, caught, calls = Host(), [], []
+    host.register(Plugin(Cheap), "first")
+    host.register(Broken(), "broken")
+    host.register(Plugin(Costly), "last")
+    host.register(Guard(caught), "guard")
+    host.manager.add_hookcall_monitoring(lambda name, impls, kwargs: calls.append((name, [i.plugin_name for i in impls])), lambda *a: None)
+    filters = host.filters()
+    assert {name: entry.plugin for name, entry in filters.items()} == {"cheap": "first", "costly": "last"}
+    assert caught == ["cannot register"]
+    assert sorted(calls) == sorted(("ggtqc_register_filters", [name, "guard"]) for name in ("first", "broken", "last"))
 
 
 def test_plugin_registered_in_code_and_its_source():
