@@ -25,7 +25,7 @@ import torch
 
 from ggtqc.batch import Batch
 from ggtqc.decide import read_run
-from ggtqc.images import decode_image
+from ggtqc.images import DecodeError, decode_image
 from ggtqc.labels import read_labels
 from ggtqc.plugins.gemini_client import KEY_VARIABLES, key_is_set
 from ggtqc.plugins.judge import Judge
@@ -74,16 +74,22 @@ def main(run_dir: Path, labels_path: Path | None, audit_only: bool, limit: int |
     consensus = {i: c for i, c in labels.consensus().items() if c.get("label") in ("accept", "reject")}
     if audit_only:
         consensus = {i: c for i, c in consensus.items() if c["audit"]}
-    rows = {row["id"]: row for row in read_rows(run_dir / RESULTS) if row["id"] in consensus}
+    rows = {row["id"]: row for row in read_rows(run_dir / RESULTS) if row["id"] in consensus and row.get("lq") and row.get("hq")}
     ids = sorted(rows)[:limit]
     instance = Judge(model=model, base_url=base_url, pairs="all")
     instance.setup(torch.device("cpu"))
     matrix: Counter = Counter()
     errors = 0
     for start in range(0, len(ids), 8):
-        chunk = ids[start : start + 8]
-        lq = [decode_image(root / rows[i]["lq"]) for i in chunk]
-        hq = [decode_image(root / rows[i]["hq"]) for i in chunk]
+        chunk, lq, hq = [], [], []
+        for pair_id in ids[start : start + 8]:
+            try:
+                images = decode_image(root / rows[pair_id]["lq"]), decode_image(root / rows[pair_id]["hq"])
+            except (DecodeError, OSError):
+                continue  # a pair that does not decode has no judge answer to compare
+            chunk.append(pair_id)
+            lq.append(images[0])
+            hq.append(images[1])
         reasons = [rows[i].get("reasons", []) for i in chunk]
         scores = instance.score(Batch(chunk, lq, hq, reasons=reasons))
         for k, pair_id in enumerate(chunk):
