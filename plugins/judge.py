@@ -317,7 +317,7 @@ class Judge(Filter):
 
         for name in sorted(set(self.jobs.pending.values())):
             try:
-                job = self.client.call(lambda: self.client.sdk.batches.get(name=name), None, f"{name}: ")
+                job = self.client.call(lambda name=name: self.client.sdk.batches.get(name=name), None, f"{name}: ")
             except (RequestFailed, Stopped):
                 continue  # asked again next run
             state = _name(job.state) or ""
