@@ -34,7 +34,7 @@ from ggtqc.host import Entry, Host, PluginError, load_host, select_filters
 from ggtqc.images import DecodeError, DecodeLimits, decode_image
 from ggtqc.pairs import Naming, Pair, discover
 from ggtqc.results import ROW_SCHEMA, ResultsLog
-from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, score_batch
+from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, score_batch, spent_text
 
 Config = Union[str, os.PathLike, Mapping[str, Any], None]
 """A TOML file of thresholds, margins and options, or a mapping of the same tables."""
@@ -42,7 +42,9 @@ Image = Union[np.ndarray, str, os.PathLike]
 """An RGB ``uint8`` array of shape ``(H, W, 3)`` (or ``(H, W)`` grayscale), or an image file."""
 ProgressCallback = Callable[[list[dict[str, Any]], int, int], None]
 """Called as ``progress(rows, done, total)``: once before any work with no rows, then after
-each batch with the rows just written; ``done`` counts pairs with a row, earlier runs included."""
+each batch with the rows just written; ``done`` counts pairs with a row, earlier runs included.
+A callback with a ``spent`` attribute (as :class:`ggtqc.progress.Progress`) gets the filters'
+running cost set there before each call."""
 
 
 class PluginWarning(UserWarning):
@@ -149,6 +151,8 @@ def filter_pairs(
         nonlocal done
         done += len(rows)
         if progress is not None:
+            if hasattr(progress, "spent"):
+                progress.spent = spent_text(stages)
             progress(rows, done, len(found))
 
     if progress is not None:
@@ -162,7 +166,7 @@ def filter_pairs(
         "ggtqc_version": __version__,
         "input": str(source),
         "device": str(torch_device),
-        "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs} for s in stages},
+        "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
         "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
     }
     if export_dir is not None:

@@ -27,7 +27,8 @@ class Batch:
     sizes vary within a batch. ``cache`` is shared by every filter scoring this batch and
     by its subsets, so one filter can reuse what another computed (embeddings, downsampled
     planes); key entries by name and pair id, since a subset holds fewer pairs.
-    ``executor``, if the host gives one, is a thread pool for :meth:`map`.
+    ``executor``, if the host gives one, is a thread pool for :meth:`map`. ``reasons[i]``,
+    where the host gives them, are the reasons the earlier filters gave pair ``i``.
     """
 
     ids: list[str]
@@ -36,6 +37,7 @@ class Batch:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache: dict[str, Any] = field(default_factory=dict)
     executor: Executor | None = None
+    reasons: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,6 +62,7 @@ class Batch:
             self.device,
             self.cache,
             self.executor,
+            [self.reasons[i] for i in indices] if self.reasons is not None else None,
         )
 
 

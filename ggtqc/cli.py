@@ -491,6 +491,17 @@ def export_command(run_dir: Path, fmt: str, out: Path, verdicts: str, shard_size
         click.echo(f"warning: {summary['missing_files']} pairs left out, their files are gone (e.g. {', '.join(summary['missing_examples'])})", err=True)
 
 
+@cli.command("judge-estimate")
+@click.argument("qc", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the [judge] options (pairs, model, prices).")
+def judge_estimate_command(qc: Path, config_path: Path | None) -> None:
+    """Estimate what the judge would cost on a finished run's pairs; send nothing."""
+    from ggtqc.plugins.judge import estimate_run
+
+    available = load_host().filters()
+    click.echo(estimate_run(qc, api.build_stages(["judge"], available, config_path)[0].filter))
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("GGTQC_DEBUG") == "1"
     try:

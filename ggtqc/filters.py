@@ -95,6 +95,9 @@ class Filter:
     """A second opinion on borderline pairs (a VLM judge): where this filter scores a pair
     without rejecting it or finding it borderline, the review bands of earlier filters are
     settled and the pair is accepted."""
+    opt_in: ClassVar[bool] = False
+    """Left out of ``--plugins all``; runs only when named (a filter that sends pairs to a
+    paid API, say)."""
 
     def __init__(self, **settings: bool | int | float | str) -> None:
         unknown = sorted(set(settings) - set(self.options))
@@ -105,6 +108,17 @@ class Filter:
     def weights(self) -> Sequence[WeightFile]:
         """The model files this filter needs. Called before any work; never downloads."""
         return ()
+
+    def missing(self) -> Sequence[str]:
+        """What this filter lacks to run, besides weights (an API key, say): one line each,
+        naming what to set. Called before any work."""
+        return ()
+
+    def accounting(self) -> Mapping[str, float] | None:
+        """What this filter spent since the previous call (``usd``, ``requests``, ``tokens``
+        and the like: numbers that add up), or None. The host adds it to the summary and
+        shows it on the progress line."""
+        return None
 
     def setup(self, device: torch.device) -> None:
         """Load models onto ``device``. Called once, after :meth:`weights` found everything."""

@@ -149,6 +149,8 @@ def _check_filter_class(cls: object, plugin: str) -> None:
 def select_filters(spec: str, available: dict[str, Entry]) -> list[str]:
     """Resolve ``--plugins``: ``all``, a comma list, or ``all,-name`` exclusions.
 
+    ``all`` leaves out opt-in filters (``Filter.opt_in``); name them to add them.
+
     Returns names in run order: cheap filters first.
     """
     chosen: list[str] = []
@@ -164,7 +166,7 @@ def select_filters(spec: str, available: dict[str, Entry]) -> list[str]:
                 raise PluginError("'-all' excludes everything; name the filters to run instead")
             excluded.add(name)
         elif name == "all":
-            chosen.extend(available)
+            chosen.extend(n for n, entry in available.items() if not entry.cls.opt_in)
         else:
             chosen.append(name)
     names = [n for n in dict.fromkeys(chosen) if n not in excluded]

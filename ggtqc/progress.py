@@ -9,7 +9,12 @@ from typing import Any, TextIO
 
 
 class Progress:
-    """A progress callback for :func:`ggtqc.filter_pairs`: ``progress(rows, done, total)``."""
+    """A progress callback for :func:`ggtqc.filter_pairs`: ``progress(rows, done, total)``.
+
+    ``spent``, which ``filter_pairs`` sets before each call, is the filters' running cost
+    (``judge $0.0123 (12 requests)``), shown at the end of the line."""
+
+    spent: str = ""
 
     def __init__(self, stream: TextIO = sys.stderr, every: float = 5.0) -> None:
         self.total = 0
@@ -49,5 +54,7 @@ class Progress:
             f"{(self.done_before or 0) + scored}/{self.total} pairs  {rate:.1f} pairs/s  "
             f"accept {self.counts['accept']}  review {self.counts['review']}  reject {self.counts['reject']}  error {self.counts['error']}"
         )
+        if self.spent:
+            line += f"  {self.spent}"
         self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
         self.stream.flush()

@@ -54,6 +54,8 @@ class Stage:
     """Review margins set by the config; other fields take their declared or default margin."""
     seconds: float = 0.0
     pairs: int = 0
+    spent: dict[str, float] = field(default_factory=dict)
+    """What the filter's ``accounting()`` reported in this run, added up."""
 
     @property
     def name(self) -> str:
@@ -72,6 +74,22 @@ class Stage:
             "better": {f.name: f.better for f in self.filter.fields},
             **({"settles_review": True} if self.filter.settles_review else {}),
         }
+
+
+def add_spent(stage: Stage, spent: Mapping[str, float] | None) -> None:
+    for key, value in (spent or {}).items():
+        stage.spent[key] = round(stage.spent.get(key, 0) + value, 6)
+
+
+def spent_text(stages: Sequence[Stage]) -> str:
+    """The filters' running cost for the progress line: ``judge $0.0123 (12 requests)``."""
+    parts = []
+    for stage in stages:
+        if stage.spent:
+            usd = f"${stage.spent['usd']:.4f}" if "usd" in stage.spent else ""
+            requests = f" ({int(stage.spent['requests'])} requests)" if "requests" in stage.spent else ""
+            parts.append(f"{stage.name} {usd}{requests}".strip())
+    return "  ".join(parts)
 
 
 def rules_of(stages: Sequence[Stage]) -> Rules:
@@ -109,6 +127,7 @@ def check_ready(stages: Sequence[Stage], device: torch.device, selection: str | 
             if weight.found is None:
                 places = ", ".join(str(p) for p in weight.searched) or "nowhere"
                 problems.append((stage.name, f"{weight.description} not found (looked in: {places})"))
+        problems.extend((stage.name, text) for text in stage.filter.missing())
     if problems:
         lines = "\n".join(f"  - {name}: {text}" for name, text in problems)
         exclude = ",".join(f"-{name}" for name in dict.fromkeys(name for name, _ in problems))
@@ -177,9 +196,10 @@ def _collect(future: Future, stages: Sequence[Stage]) -> list[dict[str, Any]]:
             "a worker process died (killed, or out of memory?); rows written so far are kept: "
             "run the same command again to resume, with fewer --processes if memory is short"
         ) from None
-    for stage, (seconds, count) in zip(stages, timings):
+    for stage, (seconds, count, spent) in zip(stages, timings):
         stage.seconds += seconds
         stage.pairs += count
+        add_spent(stage, spent)
     return rows
 
 
@@ -209,17 +229,17 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _score_in_worker(chunk: list[Pair]) -> tuple[list[dict[str, Any]], list[tuple[float, int]]]:
+def _score_in_worker(chunk: list[Pair]) -> tuple[list[dict[str, Any]], list[tuple[float, int, dict[str, float]]]]:
     if "error" in _worker:
         raise _worker["error"]
     stages, options = _worker["stages"], _worker["options"]
     for stage in stages:
-        stage.seconds, stage.pairs = 0.0, 0
+        stage.seconds, stage.pairs, stage.spent = 0.0, 0, {}
     executor = _worker["executor"]
     limits = [options.limits] * len(chunk)
     loaded = list(executor.map(load_pair, chunk, limits) if executor else map(load_pair, chunk, limits))
     rows = score_batch(loaded, stages, options.all_scores, _worker["device"], executor)
-    return rows, [(stage.seconds, stage.pairs) for stage in stages]
+    return rows, [(stage.seconds, stage.pairs, stage.spent) for stage in stages]
 
 
 def score_batch(
@@ -245,6 +265,7 @@ def score_batch(
         if not todo:
             continue
         started = time.perf_counter()
+        batch.reasons = [[reason for _, reason in deciders[i].entries] for i in decoded]
         for j, result in _score(stage, batch, todo):
             i = decoded[j]
             if isinstance(result, str):
@@ -258,6 +279,7 @@ def score_batch(
                 rows[i].setdefault("heatmaps", {})[stage.name] = heatmap
         stage.seconds += time.perf_counter() - started
         stage.pairs += len(todo)
+        add_spent(stage, stage.filter.accounting())
     for row, decider in zip(rows, deciders):
         apply_decision(row, decider)
     return rows
