@@ -21,7 +21,6 @@ import csv
 import hashlib
 import html
 import io
-import math
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ggtqc.calibrate import wilson
 from ggtqc.report import STYLE, THUMBS, spread, read_results, thumbnail
 from ggtqc.results import VERDICTS, error_kind
 from ggtqc.rowlog import write_atomic
-
-Z95 = 1.959964
 
 
 class CompareError(Exception):
@@ -75,16 +73,6 @@ class Comparison:
     disagree: list[str]
     """Shared LQ keys whose verdicts differ between runs."""
     matched_by_content: int
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def run_names(folders: Sequence[Path], names: Sequence[str] = ()) -> list[str]:

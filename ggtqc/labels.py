@@ -156,6 +156,25 @@ def append_label(path: Path, record: dict[str, Any]) -> None:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def parse_line(raw: bytes, where: str, problems: list[str]) -> dict[str, Any] | None:
+    """One line's label, or None for a blank or bad line (bad lines are added to ``problems``)."""
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        problems.append(f"{where}: not JSON, skipped")
+        return None
+    problem = check(record)
+    if problem:
+        problems.append(f"{where}: {problem}, skipped")
+        return None
+    unknown = [t for t in record.get("tags", []) if t not in TAGS]
+    if unknown:
+        problems.append(f"{where}: unknown tag {unknown[0]!r} (kept)")
+    return record
+
+
 def read_labels(path: Path) -> Labels:
     """Every valid label of ``path`` (none if it does not exist), the last per (id, reviewer)."""
     labels = Labels()
@@ -164,19 +183,7 @@ def read_labels(path: Path) -> Labels:
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             labels.lines = number
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                labels.problems.append(f"{path.name} line {number}: not JSON, skipped")
-                continue
-            problem = check(record)
-            if problem:
-                labels.problems.append(f"{path.name} line {number}: {problem}, skipped")
-                continue
-            unknown = [t for t in record.get("tags", []) if t not in TAGS]
-            if unknown:
-                labels.problems.append(f"{path.name} line {number}: unknown tag {unknown[0]!r} (kept)")
-            labels.latest[(record["id"], record["reviewer"])] = record
+            record = parse_line(raw, f"{path.name} line {number}", labels.problems)
+            if record is not None:
+                labels.latest[(record["id"], record["reviewer"])] = record
     return labels

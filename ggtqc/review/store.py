@@ -9,13 +9,12 @@ are read: a line another process is still writing waits for the next read.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ggtqc.labels import TAGS, append_label, check
+from ggtqc.labels import append_label, parse_line
 
 
 class LabelStore:
@@ -50,22 +49,10 @@ class LabelStore:
         self.dangling = end < len(data)
         for raw in data[:end].splitlines():
             self.lines += 1
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                self.problems.append(f"{self.path.name} line {self.lines}: not JSON, skipped")
-                continue
-            problem = check(record)
-            if problem:
-                self.problems.append(f"{self.path.name} line {self.lines}: {problem}, skipped")
-                continue
-            unknown = [t for t in record.get("tags", []) if t not in TAGS]
-            if unknown:
-                self.problems.append(f"{self.path.name} line {self.lines}: unknown tag {unknown[0]!r} (kept)")
-            self.mine.setdefault(record["reviewer"], {})[record["id"]] = record
-            self.version += 1
+            record = parse_line(raw, f"{self.path.name} line {self.lines}", self.problems)
+            if record is not None:
+                self.mine.setdefault(record["reviewer"], {})[record["id"]] = record
+                self.version += 1
         self.offset += end
 
     def append(self, record: dict[str, Any]) -> None:
