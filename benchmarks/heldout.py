@@ -498,31 +498,55 @@ def evaluate(per_photo: int, seeds, plugins: str = WEIGHTS_FREE, workdir: Path |
 
 
 def rejected(row: dict) -> bool:
+    """Caught, for a faulty pair: not accepted (rejected, or sent to a person)."""
     return row["verdict"] != "accept"
+
+
+def kept(row: dict) -> bool:
+    """Kept, for an honest pair: accepted, or sent to a person who can keep it."""
+    return row["verdict"] in ("accept", "review")
+
+
+def flagged(row: dict) -> set[str]:
+    """The fields that rejected the pair or sent it to review, and the filters unsure of it."""
+    return set(row.get("failed", [])) | set(row.get("review", [])) | {f"{name}." for name in row.get("unsure", {})}
+
+
+def right_reason(label: dict, row: dict) -> bool:
+    expected = set(label["expect_fields"]) | {field.split(".")[0] + "." for field in label["expect_fields"]}
+    return rejected(row) and bool(flagged(row) & expected)
 
 
 def report(pairs: list[tuple[dict, dict]], title: str) -> str:
     honest = [(label, row) for label, row in pairs if label["kind"] == "honest"]
     faults = [(label, row) for label, row in pairs if label["kind"] == "fault"]
-    oks = [not rejected(row) for _, row in honest]
-    lines = [f"### {title}", "", f"Honest pairs accepted: **{sum(oks)}/{len(oks)} = {sum(oks) / len(oks):.3f}**"]
-    lines += ["(95% interval {:.3f}-{:.3f})".format(*wilson(sum(oks), len(oks))), ""]
-    lines += ["| honest family | accepted | by scale | rejected by |", "| --- | ---: | --- | --- |"]
+    oks = [kept(row) for _, row in honest]
+    accepted = sum(row["verdict"] == "accept" for _, row in honest)
+    lines = [f"### {title}", "", f"Honest pairs kept (accepted or sent to review): **{sum(oks)}/{len(oks)} = {sum(oks) / len(oks):.3f}**"]
+    lines += ["(95% interval {:.3f}-{:.3f}); accepted outright {}/{} = {:.3f}".format(*wilson(sum(oks), len(oks)), accepted, len(oks), accepted / len(oks))]
+    caught = [rejected(row) for _, row in faults]
+    reviewed = sum(row["verdict"] == "review" for _, row in faults)
+    lines += ["", f"Faulty pairs caught (not accepted): {share(caught)}; of them sent to review rather than rejected: {reviewed}.", ""]
+    lines += ["| honest family | kept | accepted | in review | by scale (kept) | rejected by | sent to review by |",
+              "| --- | ---: | ---: | ---: | --- | --- | --- |"]  # fmt: skip
     for family in HONEST:
         group = [(label, row) for label, row in honest if label["what"] == family]
-        lines.append(f"| {family} | {share([not rejected(r) for _, r in group])} | {by_scale(group, accepted=True)} | {fired(group)} |")
-    lines += ["", "| fault | rejected | for an expected reason | by scale | fields that fired |", "| --- | ---: | ---: | --- | --- |"]
+        n_accept = sum(r["verdict"] == "accept" for _, r in group)
+        n_review = sum(r["verdict"] == "review" for _, r in group)
+        lines.append(f"| {family} | {share([kept(r) for _, r in group])} | {n_accept} | {n_review} | {by_scale(group, accepted=True)} | {fired(group)} | {reviewed_by(group)} |")
+    lines += ["", "| fault | caught | of them in review | for an expected reason | by scale | fields that fired |", "| --- | ---: | ---: | ---: | --- | --- |"]
     for fault in FAULTS:
         group = [(label, row) for label, row in faults if label["what"] == fault]
-        right = [bool(set(row.get("failed", [])) & set(label["expect_fields"])) for label, row in group]
-        lines.append(f"| {fault} | {share([rejected(r) for _, r in group])} | {share(right)} | {by_scale(group, accepted=False)} | {fired(group)} |")
-    lines += ["", "By fault variant: rejected, for an expected reason.", "", "| fault | variant | rejected | expected reason |", "| --- | --- | ---: | ---: |"]
+        right = [right_reason(label, row) for label, row in group]
+        n_review = sum(r["verdict"] == "review" for _, r in group)
+        lines.append(f"| {fault} | {share([rejected(r) for _, r in group])} | {n_review} | {share(right)} | {by_scale(group, accepted=False)} | {fired(group)} |")
+    lines += ["", "By fault variant: caught, for an expected reason.", "", "| fault | variant | caught | expected reason |", "| --- | --- | ---: | ---: |"]
     variants = sorted({(label["what"], label["variant"] if label["what"] != "text_changed" else "text") for label, _ in faults})
     for fault, variant in variants:
         group = [(label, row) for label, row in faults if label["what"] == fault and (label["variant"] == variant or variant == "text")]
-        right = [bool(set(row.get("failed", [])) & set(label["expect_fields"])) for label, row in group]
+        right = [right_reason(label, row) for label, row in group]
         lines.append(f"| {fault} | {variant} | {share([rejected(r) for _, r in group])} | {share(right)} |")
-    lines += ["", "By fault and the LQ's degradation: rejected.", ""]
+    lines += ["", "By fault and the LQ's degradation: caught.", ""]
     by_degradation = defaultdict(list)
     for label, row in faults:
         by_degradation[(label["what"], label["degradation"])].append(rejected(row))
@@ -531,15 +555,21 @@ def report(pairs: list[tuple[dict, dict]], title: str) -> str:
 
 
 def by_scale(group, accepted: bool) -> str:
+    """Per scale: honest pairs kept (``accepted``) or faulty pairs caught."""
     counts = defaultdict(list)
     for label, row in group:
-        counts[label["scale"]].append(rejected(row) != accepted)
+        counts[label["scale"]].append(kept(row) if accepted else rejected(row))
     return ", ".join(f"{s}x {sum(v)}/{len(v)}" for s, v in sorted(counts.items()))
 
 
 def fired(group) -> str:
     counts = Counter(name for _, row in group for name in row.get("failed", []))
     return ", ".join(f"{name} ({n})" for name, n in counts.most_common(4))
+
+
+def reviewed_by(group) -> str:
+    counts = Counter(name for _, row in group if row["verdict"] == "review" for name in row.get("review", []))
+    return ", ".join(f"{name} ({n})" for name, n in counts.most_common(3))
 
 
 @click.command()

@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ggtqc.filters import Field, Filter, PairFilter, Scores, WeightFile
+from ggtqc.filters import Field, Filter, PairFilter, PairScores, Scores, WeightFile
 from ggtqc.hookspecs import hookimpl
 
 try:
@@ -12,7 +12,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 _API = ("filter_pairs", "list_filters", "create_filter")
 
-__all__ = ["Field", "Filter", "PairFilter", "Scores", "WeightFile", "hookimpl", "__version__", *_API]
+__all__ = ["Field", "Filter", "PairFilter", "PairScores", "Scores", "WeightFile", "hookimpl", "__version__", *_API]
 
 
 def __getattr__(name: str):

@@ -141,13 +141,29 @@ class PairFilter(Filter):
     """``score_pair`` keeps no state between calls, so the host may score several pairs at
     once on its threads (see :meth:`Batch.map`)."""
 
-    def score(self, batch: Batch) -> Mapping[str, Sequence[float]]:
+    def score(self, batch: Batch) -> Mapping[str, Sequence[float]] | Scores:
         columns: dict[str, list[float]] = {f.name: [] for f in self.fields}
+        unsure: list[str | None] = []
         for result in batch.map(self.score_pair, batch.lq, batch.hq, threaded=self.threadsafe):
+            if isinstance(result, PairScores):
+                result, why = result.values, result.unsure
+            else:
+                why = None
+            unsure.append(why)
             for name, value in result.items():
                 columns[name].append(value)
-        return columns
+        return Scores(columns, unsure=unsure) if any(unsure) else columns
 
-    def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> Mapping[str, float]:
-        """``{field name: number}`` for one pair of RGB uint8 ``(H, W, 3)`` arrays."""
+    def score_pair(self, lq: np.ndarray, hq: np.ndarray) -> Mapping[str, float] | PairScores:
+        """``{field name: number}`` for one pair of RGB uint8 ``(H, W, 3)`` arrays, or
+        :class:`PairScores` where the filter cannot tell."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """What ``score_pair`` returns when it cannot judge one pair: its fields, and in a few
+    words why a person should look (the pair goes to review unless a field rejects it)."""
+
+    values: Mapping[str, float]
+    unsure: str | None = None

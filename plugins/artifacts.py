@@ -15,10 +15,11 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   *rim share* (strong-edge pixels overshooting their smoothed 21-px range by 5% of it,
   over 0.38) and the *ringing strength* (across each strong edge, the smaller of the
   overshoots past its two plateaus over the step, 60th percentile of the edges, over
-  0.22); or a rim on most strong edges (rim share over 0.45), however weak. Crisp
-  targets (unsharp amount 0.3-0.7, as GAN and generative restorers make them) have a rim
-  but a weak one; on the calibration photos 0.4% of them reach 1, and no honest target;
-  targets sharpened at amount 2-3.5 do in 96% of cases, the planted clear ringing in all.
+  0.22). Crisp targets (unsharp amount 0.3-0.7, as GAN and generative restorers make
+  them) have a rim but a weak one; on the calibration photos 0.4% of them reach 1, and no
+  honest target; targets sharpened at amount 2-3.5 do in 96% of cases. A rim on most
+  strong edges (share over 0.45) that is weak is either crisp sharpening or a soft halo,
+  and no measure here tells which: the filter is unsure and the pair goes to review.
 - ``detail``: RMS of the finest band (image minus its sigma-1 blur) over the RMS of the
   next band (sigma 1 minus sigma 2). Natural photos sit above 1; over-smoothed, "plastic"
   targets and plain upscales fall well below.
@@ -52,14 +53,14 @@ import math
 import cv2
 import numpy as np
 
-from ggtqc import Field, PairFilter, hookimpl
+from ggtqc import Field, PairFilter, PairScores, hookimpl
 from ggtqc.planes import MIN_SIDE, luma, noise_sigma, percentile
 
 HALO_WINDOW = 21  # px: wider than a sharpening rim, so the range spans the plateaus beside an edge
 HALO_OVERSHOOT = 0.05  # of that range
 HALO_RIM = 0.38  # rim share at which ``halo`` reaches 1 if the rim is strong as well
 HALO_RINGING = 0.22  # ringing strength at which ``halo`` reaches 1 if the rim is widespread as well
-HALO_RIM_ALONE = 0.45  # rim share at which ``halo`` reaches 1 however weak the rim
+HALO_RIM_ALONE = 0.45  # rim share over which a weak rim sends the pair to review
 HALO_PLATEAU = 8  # px along an edge's normal: past a sharpening rim, on the plateau
 HALO_NEAR = (1, 2, 3, 4)  # px along the normal where a rim peaks
 HALO_MIN_ROOM = 0.25  # share of edge pixels that must have room to ring for the strength to be read
@@ -70,7 +71,7 @@ NYQUIST_BLUR = 0.6  # LQ px: what remains above this blur is finer than a 2x or 
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "8"
+    version = "9"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -87,15 +88,19 @@ class Artifacts(PairFilter):
         if min(*lq.shape[:2], *hq.shape[:2]) < MIN_SIDE:
             return {f.name: math.nan for f in self.fields}
         y, y_lq = luma(hq), luma(lq)
-        return {
+        rim, ringing = rim_share(y), ringing_strength(y)
+        scores = {
             "blockiness": blockiness(y, integer_scale(lq, hq)),
             "noise": flat_noise_sigma(y),
-            "halo": halo(y),
+            "halo": halo(rim, ringing),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
             "tonal_range": luma_range(y),
             "change": max(change(lq, hq, y_lq), new_detail(lq, hq, y)),
         }
+        if rim >= HALO_RIM_ALONE and scores["halo"] < 1:
+            return PairScores(scores, f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
+        return scores
 
 
 def blockiness(y: np.ndarray, scale: int = 1) -> float:
@@ -167,15 +172,14 @@ def rim_share(y: np.ndarray) -> float:
     return float(overshoots[room].sum() / max(room.sum(), 0.5 * room.size))
 
 
-def halo(y: np.ndarray) -> float:
+def halo(rim: float, ringing: float) -> float:
     """Strong over-sharpening, in multiples of the limits: a rim that is both widespread and
-    strong (the smaller of :func:`rim_share` over ``HALO_RIM`` and :func:`ringing_strength`
-    over ``HALO_RINGING``), or a rim on most strong edges however weak (:func:`rim_share`
-    over ``HALO_RIM_ALONE``), whichever is larger. Where no edge has room to ring (NaN
-    strength), the rim share over ``HALO_RIM``."""
-    rim, ringing = rim_share(y), ringing_strength(y)
-    both = rim / HALO_RIM if math.isnan(ringing) else min(rim / HALO_RIM, ringing / HALO_RINGING)
-    return float(max(both, rim / HALO_RIM_ALONE))
+    strong, the smaller of :func:`rim_share` over ``HALO_RIM`` and :func:`ringing_strength`
+    over ``HALO_RINGING``. Where no edge has room to ring (NaN strength), the rim share over
+    ``HALO_RIM``. A rim on most strong edges (``HALO_RIM_ALONE``) that is weak is crisp
+    sharpening or a soft halo, which no measure here tells apart: the filter says it is
+    unsure, and the pair goes to review."""
+    return rim / HALO_RIM if math.isnan(ringing) else min(rim / HALO_RIM, ringing / HALO_RINGING)
 
 
 def ringing_strength(y: np.ndarray) -> float:

@@ -51,6 +51,16 @@ hue of noise on a grey photo is random.
   CIELAB units beyond twice the chroma noise. Honest restorations of the calibration
   photos reach 18.5 (haze, whose veil varies with depth), an object recoloured by 90
   degrees reads 25-70; the limit is 20.
+- ``cast_removed``: removing a cast is restoration, adding one a fault, and the two read
+  alike in ``hue_shift_deg`` and ``cast``. The global map of a*b* (a saturation scale and
+  an offset) sends one LQ colour to neutral. Where the LQ has greys and the target coloured
+  them (at least twice as many lit LQ pixels near neutral as near that colour, and 2% of
+  the frame), a cast was added, and the fields judge the pair as measured (this field
+  reads 0). Otherwise the change may be a cast removed: the size of that colour is
+  recorded here, the three fields are measured after taking it out, and where they would
+  have failed as measured (at their default limits) the filter is unsure and a person
+  looks. A sunset made neutral, or a cast added to a photo without greys, looks the same;
+  only a person or the judge can tell (docs/detection.md).
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
@@ -68,7 +78,7 @@ import math
 import cv2
 import numpy as np
 
-from ggtqc import Field, PairFilter, hookimpl
+from ggtqc import Field, PairFilter, PairScores, hookimpl
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
@@ -81,11 +91,14 @@ CLEAN_CHROMA_SNR = 6.0  # this many times its noise: faint but clean, as behind 
 MIN_COLOUR = 1.0  # mean LQ chroma above the noise floor, lit pixels weighted, to judge saturation
 LOCAL_REGION = 0.05  # region radius of the local colour change, as a share of the long side
 LOCAL_MIN_LIT = 0.2  # mean reliability (lit share) a region needs to be judged
+MIN_REMOVED = 3.0  # CIELAB units: a smaller colour made neutral is within honest restorations' casts
+MIN_SCALE = 0.2  # a chroma scale under this drops the colour: no cast to judge as removed
+MAX_GREY_RADIUS = 6.0  # CIELAB units: the widest disc counted as "near" neutral or the removed cast
 
 
 class Color(PairFilter):
     name = "color"
-    version = "7"
+    version = "8"
     threadsafe = True
     cost = 1.5
     fields = (
@@ -95,6 +108,7 @@ class Color(PairFilter):
         Field("contrast", "higher", 0.5, "HQ large-scale luma contrast over the LQ's"),
         Field("saturation", "higher", 0.5, "HQ chroma over the LQ's where the LQ shows colour"),
         Field("local", "lower", 20.0, "worst region's a*b* change left after the best global colour transform"),
+        Field("cast_removed", "lower", None, "a*b* of the LQ colour made neutral, where judged as a cast removed (recorded only)"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
 
@@ -149,6 +163,7 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> tuple[float,
 
 
 NOT_MEASURED = {f.name: math.nan for f in Color.fields}  # returned as copies
+HUE_LIMIT, CAST_LIMIT = (next(f.threshold for f in Color.fields if f.name == name) for name in ("hue_shift_deg", "cast"))
 
 
 def contrast_kept(y_lq: np.ndarray, y_hq: np.ndarray) -> float:
@@ -175,6 +190,26 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     ab_hq = lab(small_hq)[:, 1:]
     noise = max(chroma_noise(matched, small_lq.shape))
     reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
+    scores = {**global_colour(ab_lq, ab_hq, reliable, noise), "lq_free_chroma": free, "contrast": contrast,
+              "local": local_change(ab_lq, ab_hq, reliable, small_lq.shape, noise), "cast_removed": 0.0}  # fmt: skip
+    white = neutral_source(ab_lq, ab_hq, reliable, noise)
+    if white is None:
+        return scores
+    corrected = global_colour(ab_lq - white, ab_hq, reliable, noise)
+    removed = float(np.hypot(*white))
+    unsure = None
+    if scores["hue_shift_deg"] > HUE_LIMIT or scores["cast"] > CAST_LIMIT:  # as measured, the default limits reject it
+        unsure = (
+            f"cast: the colours moved toward neutral by {removed:.1f} CIELAB units (hue {scores['hue_shift_deg']:.0f} deg, "
+            f"cast {scores['cast']:.1f} before taking that out): a cast removed, or one added to a photo whose greys "
+            "cannot tell; look"
+        )
+    scores.update(corrected, cast_removed=removed)
+    return PairScores(scores, unsure) if unsure else scores
+
+
+def global_colour(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, noise: float) -> dict[str, float]:
+    """``hue_shift_deg``, ``cast`` and ``saturation`` of the tone-matched LQ's a*b* against the HQ's."""
     chroma_lq, chroma_hq = np.hypot(*ab_lq.T), np.hypot(*ab_hq.T)
     chroma = np.minimum(chroma_lq, chroma_hq)
     weight = above_noise(chroma, noise) * reliable
@@ -182,12 +217,44 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     if weight.sum() > 0:
         turn = np.angle((ab_hq[:, 0] + 1j * ab_hq[:, 1]) * (ab_lq[:, 0] - 1j * ab_lq[:, 1]))
         hue_shift = abs(math.degrees(weighted_median(turn, weight)))
+    scale, offset = saturation_and_offset(ab_lq, ab_hq, reliable)
+    return {"hue_shift_deg": hue_shift, "cast": float(np.hypot(*offset)),
+            "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable)}  # fmt: skip
+
+
+def saturation_and_offset(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray) -> tuple[float, np.ndarray]:
+    """The least-squares chroma scale LQ -> HQ (lit pixels weighted), and the mean a*b* the scale leaves."""
     r = reliable[:, None]
     scale = max(0.0, float((r * ab_lq * ab_hq).sum() / max((r * ab_lq**2).sum(), 1e-9)))
-    cast = float(np.hypot(*((r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum())))
-    return {"hue_shift_deg": hue_shift, "cast": cast, "lq_free_chroma": free, "contrast": contrast,
-            "saturation": saturation_kept(chroma_lq, chroma_hq, noise, reliable),
-            "local": local_change(ab_lq, ab_hq, reliable, small_lq.shape, noise)}  # fmt: skip
+    return scale, (r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum()
+
+
+def neutral_source(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, noise: float) -> np.ndarray | None:
+    """The LQ colour the target made neutral, where that may be a cast removed; None where it cannot be.
+
+    The global map ``HQ = scale * LQ + offset`` of a*b* sends the LQ colour ``-offset / scale``
+    to neutral. Removing a cast does that to the LQ's tinted greys; adding one sends the LQ's
+    own greys off neutral. So where the LQ has more (lit) pixels near neutral than near
+    that colour, at least twice as many and 2% of the frame, the target coloured the LQ's
+    greys: a cast was added, and the fields judge the pair as measured (None). Otherwise the
+    change is judged as a cast removal: the fields are measured after taking it out, and a
+    person looks where it was large. A sunset made neutral, or a cast added to a photo
+    without greys, looks the same as a removal; only a person (or the judge) can tell.
+    None also where the colour made neutral is within ``MIN_REMOVED`` of neutral.
+    """
+    scale, offset = saturation_and_offset(ab_lq, ab_hq, reliable)
+    if scale < MIN_SCALE:
+        return None
+    white = -offset / scale
+    size = float(np.hypot(*white))
+    if size < MIN_REMOVED:
+        return None
+    radius = max(NOISE_FLOOR * noise, min(MAX_GREY_RADIUS, size / 2))
+    near_white = float((reliable * (np.hypot(*(ab_lq - white).T) < radius)).sum())
+    near_grey = float((reliable * (np.hypot(*ab_lq.T) < radius)).sum())
+    if near_grey > 2 * near_white and near_grey > 0.02 * reliable.sum():
+        return None
+    return white
 
 
 def local_change(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, shape: tuple[int, ...], noise: float) -> float:

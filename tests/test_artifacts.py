@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 
 from conftest import failing_fields, photos
+from ggtqc import PairScores, Scores
 from ggtqc.batch import Batch
 from ggtqc.plugins.artifacts import Artifacts, integer_scale
 
 
 def scores(lq, hq):
     out = Artifacts().score(Batch(["p"], [np.ascontiguousarray(lq)], [np.ascontiguousarray(hq)]))
-    return {k: v[0] for k, v in out.items()}
+    values = out.values if isinstance(out, Scores) else out
+    return {k: v[0] for k, v in values.items()}
 
 
 def fails(got):
@@ -67,3 +69,18 @@ def test_halo_passes_a_crisp_target_and_catches_strong_sharpening(scene):
     for amount in (0.3, 0.5, 0.7):
         assert "halo" not in fails(scores(lq, usm(scene, amount, 1.5))), amount
     assert "halo" in fails(scores(lq, usm(scene, 2.5, 2.0)))
+
+
+def test_a_weak_rim_on_most_edges_is_sent_to_review_and_a_strong_one_rejected():
+    rng = np.random.default_rng(0)
+    plane = np.full((320, 480), 128, np.float32)
+    for _ in range(40):  # flat tiles: every strong edge is a clean step with plateaus
+        x, y = int(rng.integers(0, 440)), int(rng.integers(0, 280))
+        cv2.rectangle(plane, (x, y), (x + int(rng.integers(20, 80)), y + int(rng.integers(20, 80))), float(rng.uniform(60, 200)), -1)
+    tiles = np.dstack([cv2.GaussianBlur(plane, (0, 0), 1.0)] * 3).astype(np.uint8)
+    lq = cv2.GaussianBlur(tiles, (0, 0), 1.2)
+    crisp = Artifacts().score_pair(lq, usm(tiles, 1.0, 2.0))  # a rim on half the edge pixels, a weak one
+    assert isinstance(crisp, PairScores) and crisp.unsure.startswith("halo: a rim on"), crisp
+    assert "halo" not in fails(crisp.values)
+    strong = Artifacts().score_pair(lq, usm(tiles, 2.5, 2.0))
+    assert "halo" in fails(strong.values if isinstance(strong, PairScores) else strong)

@@ -27,3 +27,20 @@ def test_photos_are_none_of_the_calibration_sets():
 
     used = {name.split(":")[-1] for names in planted.SPLITS.values() for name in names}
     assert not used & set(heldout.PHOTOS)
+
+
+def test_report_counts_review_as_kept_for_honest_pairs_and_caught_for_faults():
+    honest = {"kind": "honest", "what": "sharpened", "scale": 1}
+    fault = {"kind": "fault", "what": "colour_shift", "variant": "cast", "degradation": "jpeg_mild", "scale": 1, "expect_fields": ["color.cast"]}
+    pairs = [
+        (honest, {"verdict": "review", "review": ["artifacts"], "unsure": {"artifacts": "halo: ..."}}),
+        (honest, {"verdict": "reject", "failed": ["artifacts.halo"]}),
+        (fault, {"verdict": "review", "review": ["color"], "unsure": {"color": "cast: ..."}}),  # the right filter, unsure
+        (fault, {"verdict": "reject", "failed": ["artifacts.change"]}),  # caught for another reason
+        (fault, {"verdict": "accept"}),
+    ]
+    text = heldout.report(pairs, "t")
+    assert "Honest pairs kept (accepted or sent to review): **1/2 = 0.500**" in text
+    assert "accepted outright 0/2" in text
+    assert "| sharpened | 1/2 = 0.50 | 0 | 1 |" in text
+    assert "| colour_shift | 2/3 = 0.67 | 1 | 1/3 = 0.33 |" in text
