@@ -12,7 +12,6 @@ did the rejecting.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import click
 
+from benchmarks import planted
+from ggtqc.calibrate import wilson
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
-
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
 
@@ -113,14 +111,6 @@ def share(hits: list[bool] | None, interval: bool = False) -> str:
         return "-"
     text = f"{sum(hits)}/{len(hits)} = {sum(hits) / len(hits):.2f}"
     return text + " ({:.2f}-{:.2f})".format(*wilson(sum(hits), len(hits))) if interval else text
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a rate ``k/n`` (95% for the default ``z``)."""
-    rate, z2 = k / n, z * z / n
-    centre = (rate + z2 / 2) / (1 + z2)
-    half = z * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n)) / (1 + z2)
-    return centre - half, centre + half
 
 
 def table(result: dict, title: str) -> str:

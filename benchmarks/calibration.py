@@ -15,7 +15,6 @@ rejected: a pair in a review band goes to a person.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -27,9 +26,8 @@ from ggtqc.decide import Rules, read_run, redecide, run_filters_with
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-import heldout  # noqa: E402
-from accuracy import GGTQC, share  # noqa: E402
+from benchmarks import heldout
+from benchmarks.accuracy import GGTQC, share
 
 PLUGINS = "all,-clip,-iqa"
 HALVES = (("motorcycle", "retina"), ("immunohistochemistry", "garden"))

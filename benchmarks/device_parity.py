@@ -18,8 +18,7 @@ import click
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
+from benchmarks import planted
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_ssim_speed import BATCH, HQ, LQ, FACTORS, peer, torch_planes  # noqa: E402
+from benchmarks.test_ssim_speed import BATCH, HQ, LQ, FACTORS, peer, torch_planes
 
-from ggtqc.kernels.ssim import check_inputs, ssim_torch  # noqa: E402
-from ggtqc.kernels.ssim_triton import ssim_triton  # noqa: E402
+from ggtqc.kernels.ssim import check_inputs, ssim_torch
+from ggtqc.kernels.ssim_triton import ssim_triton
 
 
 def median_ms(fn, reps: int = 50) -> float:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -61,8 +60,8 @@ from skimage import data
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import GGTQC, WEIGHTS_FREE, share, wilson  # noqa: E402
+from benchmarks.accuracy import GGTQC, WEIGHTS_FREE, share
+from ggtqc.calibrate import wilson
 
 PHOTOS = ("motorcycle", "immunohistochemistry", "retina", "garden")
 HONEST = ("cast_haze", "cast_low_light", "cast_old_print", "sharpened", "super_resolution", "resynthesised", "halftone", "chromatic")

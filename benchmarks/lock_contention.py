@@ -29,11 +29,10 @@ from pathlib import Path
 import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_filter_throughput import BATCH, FILTERS, make_pairs  # noqa: E402
+from benchmarks.test_filter_throughput import BATCH, FILTERS, make_pairs
 
-from ggtqc.host import load_host  # noqa: E402
-from ggtqc.runner import Stage, score_batch  # noqa: E402
+from ggtqc.host import load_host
+from ggtqc.runner import Stage, score_batch
 
 CPU = torch.device("cpu")
 SWITCH_INTERVAL = 1e-4  # s; short, so the filter seldom waits for the counter to let go

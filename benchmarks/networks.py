@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import click
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
+from benchmarks import planted
 
-from accuracy import GGTQC, WEIGHTS_FREE  # noqa: E402
+from benchmarks.accuracy import GGTQC, WEIGHTS_FREE
 
 LABELS = Path(__file__).parent / "networks_labels.jsonl"
 PHOTOS = {

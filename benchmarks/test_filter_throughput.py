@@ -10,7 +10,6 @@ the size of the thread pool that ``--workers`` gives the run (1: no pool).
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,8 +25,7 @@ from ggtqc.host import load_host
 from ggtqc.pairs import Pair
 from ggtqc.runner import Stage, score_batch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402  the accuracy benchmark's degradations
+from benchmarks import planted  # the accuracy benchmark's degradations
 
 BATCH = 16
 FILTERS = ("ssim", "color", "hallucination", "artifacts", "geometry", "iqa")

@@ -12,8 +12,6 @@ quantises its input).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,8 +24,7 @@ from skimage.metrics import structural_similarity
 from ggtqc.kernels import downsampled_ssim
 from ggtqc.kernels.ssim import LUMA
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import synchronised  # noqa: E402
+from benchmarks.timing import synchronised
 
 BATCH = 8
 HQ_SIDE = 1024

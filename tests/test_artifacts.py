@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import failing_fields, photos
+from tests.helpers import failing_fields, photos
 from ggtqc.batch import Batch
 from ggtqc.plugins.artifacts import Artifacts, integer_scale
 

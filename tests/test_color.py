@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import photos
+from tests.helpers import photos
 from ggtqc.plugins.color import compare
 
 

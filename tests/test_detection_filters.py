@@ -1,7 +1,6 @@
 """geometry, color, hallucination and artifacts: each on a hand-made fault and its honest twin."""
 
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, failing_fields, photos
+from benchmarks import planted  # the accuracy benchmark's degradations
+from examples import make_pairs as degrade  # the sample pairs' degradations
+from tests.helpers import failing_fields, photos
 from ggtqc.batch import Batch, LoadedPair
 from ggtqc.filters import Scores
 from ggtqc.host import Entry
@@ -21,11 +22,6 @@ from ggtqc.plugins.geometry import Geometry
 from ggtqc.plugins.hallucination import DEFAULTS as HALLUCINATION_DEFAULTS
 from ggtqc.plugins.hallucination import Hallucination
 from ggtqc.runner import Stage, score_batch
-
-sys.path.insert(0, str(REPO / "examples"))
-sys.path.insert(0, str(REPO / "benchmarks"))
-import make_pairs as degrade  # noqa: E402  the sample pairs' degradations
-import planted  # noqa: E402  the accuracy benchmark's degradations
 
 
 def scores(cls, lq, hq):

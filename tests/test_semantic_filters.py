@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, photos, read_rows, run_cli
+from tests.helpers import REPO, photos, read_rows, run_cli
 from ggtqc.batch import Batch
 from ggtqc.config import ConfigError
 from ggtqc.host import Entry, PluginError
