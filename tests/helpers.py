@@ -105,3 +105,36 @@ def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+# --- filters on single pairs -----------------------------------------------------------
+
+
+def scores(cls, lq, hq) -> dict[str, float]:
+    """One pair's scores from a fresh ``cls`` filter, by field name."""
+    from ggtqc.batch import Batch
+    from ggtqc.filters import Scores
+
+    out = cls().score(Batch(["p"], [np.ascontiguousarray(lq)], [np.ascontiguousarray(hq)]))
+    values = out.values if isinstance(out, Scores) else out
+    return {k: v[0] for k, v in values.items()}
+
+
+def retoned(image, gamma=1.05):
+    """An honest target's small tone change."""
+    return np.clip(255 * (image / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
+
+
+BOX = (slice(100, 190), slice(300, 420))  # rows, columns of the planted region
+
+
+def pasted(scene):
+    hq = scene.copy()
+    hq[BOX] = cv2.resize(photos()[0][180:330, 160:360], (120, 90))  # a face on the table
+    return hq
+
+
+def jpeg(image, quality):
+    """``image`` through JPEG at ``quality``."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
