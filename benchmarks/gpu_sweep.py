@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_sweep.py [OUT_DIR]
 
-The batch of ``test_ssim_speed.py`` (8 real photos, HQ 1024 px, LQ 512 px) at both analysis
+The batch of ``ssim_peers.py`` (8 real photos, HQ 1024 px, LQ 512 px) at both analysis
 sizes, with and without the 8x8 tile grid. Each configuration is timed with CUDA events
 (median of 50 launches after 5 warm-ups) and checked against the float64 torch reference.
 """
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.test_ssim_speed import BATCH, HQ, LQ, FACTORS, peer, torch_planes
-
+from benchmarks.ssim_peers import BATCH, FACTORS, HQ, LQ, peer, torch_planes
 from ggtqc.kernels.ssim import check_inputs, ssim_torch
 from ggtqc.kernels.ssim_triton import ssim_triton
 

@@ -29,8 +29,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from benchmarks.test_filter_throughput import BATCH, FILTERS, make_pairs
-
+from benchmarks.throughput_pairs import BATCH, FILTERS, make_pairs
 from ggtqc.host import load_host
 from ggtqc.runner import Stage, score_batch
 
