@@ -1,8 +1,8 @@
 """Detection accuracy of ``ggtqc filter`` with every weights-free filter on planted-fault pairs.
 
-    python benchmarks/accuracy.py                      # both splits, writes benchmarks/results/accuracy.md
-    python benchmarks/accuracy.py --per-photo 12 --seeds 0,1,2   # docs/accuracy.md's numbers
-    python benchmarks/accuracy.py --split heldout --per-photo 1
+    python -m benchmarks.accuracy                      # both splits, writes benchmarks/results/accuracy.md
+    python -m benchmarks.accuracy --per-photo 12 --seeds 0,1,2   # docs/accuracy.md's numbers
+    python -m benchmarks.accuracy --split heldout --per-photo 1
 
 Builds pairs with ``planted.make_pairs`` in a temporary folder, runs the ``ggtqc`` command
 on them exactly as a user would, and reports, per fault type and strength, the share of
@@ -200,7 +200,7 @@ def main(split: str, per_photo: int, seeds: str, plugins: str, scales: str, degr
     factors = whole_numbers(scales, "--scales", "1,2,4", least=1)
     seed_list = whole_numbers(seeds, "--seeds", "0,1,2", least=0)
     splits = ["calibration", "heldout"] if split == "both" else [split]
-    command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seeds {seeds} --scales {scales} --degradations {degradations}"
+    command = f"python -m benchmarks.accuracy --per-photo {per_photo} --seeds {seeds} --scales {scales} --degradations {degradations}"
     command += ("" if twins else " --no-twins") + ("" if split == "both" else f" --split {split}")
     parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]
     for name in splits:

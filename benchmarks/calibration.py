@@ -1,7 +1,7 @@
 """Default vs calibrated thresholds on labelled pairs the defaults were not set on.
 
-    python benchmarks/calibration.py                          # writes benchmarks/results/calibration.md
-    python benchmarks/calibration.py --per-photo 3 --seeds 0,1,2
+    python -m benchmarks.calibration                          # writes benchmarks/results/calibration.md
+    python -m benchmarks.calibration --per-photo 3 --seeds 0,1,2
 
 Pairs come from ``heldout.py`` (degradations, restoration styles and photos that no default
 threshold was set on), scored by the real ``ggtqc filter --all-scores``. Every pair is
@@ -126,7 +126,7 @@ def main(per_photo: int, seeds: str, target_accept: float, confidence: float, ou
     with tempfile.TemporaryDirectory() as tmp:
         labels, rows, run = scored_pairs(per_photo, seed_list, Path(tmp))
         judged, claims = evaluate(labels, rows, run, target_accept, confidence, Path(tmp))
-    command = f"python benchmarks/calibration.py --per-photo {per_photo} --seeds {seeds} --target-accept {target_accept}"
+    command = f"python -m benchmarks.calibration --per-photo {per_photo} --seeds {seeds} --target-accept {target_accept}"
     text = report(judged, claims, command)
     out.write_text(text)
     click.echo(text)

@@ -1,6 +1,6 @@
 """Do `ggtqc filter --device cuda` and `--device cpu` decide alike? Planted-fault pairs, every weights-free filter.
 
-    python benchmarks/device_parity.py --per-photo 2 --out parity/
+    python -m benchmarks.device_parity --per-photo 2 --out parity/
 
 Writes the pairs once, runs the command on each device with ``--all-scores``, and prints
 how many verdicts differ and the largest score difference per field.

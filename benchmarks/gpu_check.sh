@@ -38,5 +38,5 @@ if [ -n "${E2E_PROCESSES:-}" ]; then
         bash benchmarks/filter_e2e.sh 2>&1 | tee "$out/e2e.txt"
 fi
 if [ "${PARITY:-0}" = 1 ]; then
-    "$python" benchmarks/device_parity.py --per-photo 2 --out "$(mktemp -d)" 2>&1 | tee "$out/parity.txt"
+    "$python" -m benchmarks.device_parity --per-photo 2 --out "$(mktemp -d)" 2>&1 | tee "$out/parity.txt"
 fi

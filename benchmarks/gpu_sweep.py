@@ -1,6 +1,6 @@
 """Tuning sweep of the Triton SSIM kernel on a GPU: tile size, warps, input layout.
 
-    python benchmarks/gpu_sweep.py [OUT_DIR]
+    python -m benchmarks.gpu_sweep [OUT_DIR]
 
 The batch of ``ssim_peers.py`` (8 real photos, HQ 1024 px, LQ 512 px) at both analysis
 sizes, with and without the 8x8 tile grid. Each configuration is timed with CUDA events

@@ -1,6 +1,6 @@
 """How much of each weights-free filter's time holds the interpreter lock, and so how far threads can scale it.
 
-    .venv/bin/python benchmarks/lock_contention.py [--out results/lock-contention.json]
+    .venv/bin/python -m benchmarks.lock_contention [--out results/lock-contention.json]
 
 Scoring threads share one interpreter lock. A filter's C work (OpenCV, NumPy on large
 arrays) runs without it, but its Python glue between calls holds it, and no number of
