@@ -1,8 +1,8 @@
 """Detection accuracy of ``ggtqc filter`` with every weights-free filter on planted-fault pairs.
 
-    python benchmarks/accuracy.py                      # both splits, writes benchmarks/results/accuracy.md
-    python benchmarks/accuracy.py --per-photo 12 --seeds 0,1,2   # docs/accuracy.md's numbers
-    python benchmarks/accuracy.py --split heldout --per-photo 1
+    python -m benchmarks.accuracy                      # both splits, writes benchmarks/results/accuracy.md
+    python -m benchmarks.accuracy --per-photo 12 --seeds 0,1,2   # docs/accuracy.md's numbers
+    python -m benchmarks.accuracy --split heldout --per-photo 1
 
 Builds pairs with ``planted.make_pairs`` in a temporary folder, runs the ``ggtqc`` command
 on them exactly as a user would, and reports, per fault type and strength, the share of
@@ -12,7 +12,6 @@ did the rejecting.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import click
 
+from benchmarks import planted
+from ggtqc.calibrate import wilson
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
-
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
 
@@ -115,14 +113,6 @@ def share(hits: list[bool] | None, interval: bool = False) -> str:
     return text + " ({:.2f}-{:.2f})".format(*wilson(sum(hits), len(hits))) if interval else text
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a rate ``k/n`` (95% for the default ``z``)."""
-    rate, z2 = k / n, z * z / n
-    centre = (rate + z2 / 2) / (1 + z2)
-    half = z * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n)) / (1 + z2)
-    return centre - half, centre + half
-
-
 def table(result: dict, title: str) -> str:
     cases, caught_by = result["cases"], result["caught_by"]
     honest = [ok for key, oks in cases.items() if key[0] == "honest" for ok in oks]
@@ -210,7 +200,7 @@ def main(split: str, per_photo: int, seeds: str, plugins: str, scales: str, degr
     factors = whole_numbers(scales, "--scales", "1,2,4", least=1)
     seed_list = whole_numbers(seeds, "--seeds", "0,1,2", least=0)
     splits = ["calibration", "heldout"] if split == "both" else [split]
-    command = f"python benchmarks/accuracy.py --per-photo {per_photo} --seeds {seeds} --scales {scales} --degradations {degradations}"
+    command = f"python -m benchmarks.accuracy --per-photo {per_photo} --seeds {seeds} --scales {scales} --degradations {degradations}"
     command += ("" if twins else " --no-twins") + ("" if split == "both" else f" --split {split}")
     parts = ["# Detection accuracy on planted faults", "", f"`{command}`", ""]
     for name in splits:

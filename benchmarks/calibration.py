@@ -1,7 +1,7 @@
 """Default vs calibrated thresholds on labelled pairs the defaults were not set on.
 
-    python benchmarks/calibration.py                          # writes benchmarks/results/calibration.md
-    python benchmarks/calibration.py --per-photo 3 --seeds 0,1,2
+    python -m benchmarks.calibration                          # writes benchmarks/results/calibration.md
+    python -m benchmarks.calibration --per-photo 3 --seeds 0,1,2
 
 Pairs come from ``heldout.py`` (degradations, restoration styles and photos that no default
 threshold was set on), scored by the real ``ggtqc filter --all-scores``. Every pair is
@@ -15,7 +15,6 @@ rejected: a pair in a review band goes to a person.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -27,9 +26,8 @@ from ggtqc.decide import Rules, read_run, redecide, run_filters_with
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-import heldout  # noqa: E402
-from accuracy import GGTQC, share  # noqa: E402
+from benchmarks import heldout
+from benchmarks.accuracy import GGTQC, share
 
 PLUGINS = "all,-clip,-iqa"
 HALVES = (("motorcycle", "retina"), ("immunohistochemistry", "garden"))
@@ -128,7 +126,7 @@ def main(per_photo: int, seeds: str, target_accept: float, confidence: float, ou
     with tempfile.TemporaryDirectory() as tmp:
         labels, rows, run = scored_pairs(per_photo, seed_list, Path(tmp))
         judged, claims = evaluate(labels, rows, run, target_accept, confidence, Path(tmp))
-    command = f"python benchmarks/calibration.py --per-photo {per_photo} --seeds {seeds} --target-accept {target_accept}"
+    command = f"python -m benchmarks.calibration --per-photo {per_photo} --seeds {seeds} --target-accept {target_accept}"
     text = report(judged, claims, command)
     out.write_text(text)
     click.echo(text)

@@ -1,6 +1,6 @@
 """Do `ggtqc filter --device cuda` and `--device cpu` decide alike? Planted-fault pairs, every weights-free filter.
 
-    python benchmarks/device_parity.py --per-photo 2 --out parity/
+    python -m benchmarks.device_parity --per-photo 2 --out parity/
 
 Writes the pairs once, runs the command on each device with ``--all-scores``, and prints
 how many verdicts differ and the largest score difference per field.
@@ -18,8 +18,7 @@ import click
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
+from benchmarks import planted
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
 

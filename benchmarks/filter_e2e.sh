@@ -27,8 +27,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-sys.path.insert(0, "benchmarks")
-import planted
+from benchmarks import planted  # run from the repository root
 
 root, count, copies = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]

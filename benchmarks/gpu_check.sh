@@ -28,7 +28,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 lscpu | grep -E "^(Model name|CPU\(s\)):" | tee -a "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
-"$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim_filter.py tests/test_semantic_filters.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
+"$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim.py tests/test_clip.py tests/test_iqa.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
 if [ "${KERNEL_BENCH:-1}" != 0 ]; then
     "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip or iqa" -p no:cacheprovider \
         --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"
@@ -38,5 +38,5 @@ if [ -n "${E2E_PROCESSES:-}" ]; then
         bash benchmarks/filter_e2e.sh 2>&1 | tee "$out/e2e.txt"
 fi
 if [ "${PARITY:-0}" = 1 ]; then
-    "$python" benchmarks/device_parity.py --per-photo 2 --out "$(mktemp -d)" 2>&1 | tee "$out/parity.txt"
+    "$python" -m benchmarks.device_parity --per-photo 2 --out "$(mktemp -d)" 2>&1 | tee "$out/parity.txt"
 fi

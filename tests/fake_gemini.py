@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
+
+from tests.loopback import LoopbackAPI
 
 VLM_ANSWER = {
     "degradations": ["noise", "blur"],
@@ -63,39 +63,19 @@ def respond(kind: str, photo: bytes, behaviour: str) -> tuple[int, dict]:
     return 200, {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}], "usageMetadata": usage}
 
 
-class FakeGemini:
+class FakeGemini(LoopbackAPI):
     def __init__(self, vlm_model: str = "gemini-3-flash", delay: float = 0.0) -> None:
+        super().__init__()
         self.vlm_model = vlm_model
         self.delay = delay
         self.script: dict[tuple[str, str], list[str]] = {}
         self.calls: Counter = Counter()  # (sha, kind) -> requests
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.keys_seen: set[str] = set()
         self.requests: list[dict] = []
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1  # a job answers RUNNING this many times before finishing
         self.job_state = "BATCH_STATE_SUCCEEDED"
         self.batch_api = True  # False: answer 404 to job submissions, as a server without batches
         self.job_bytes: list[int] = []  # the size of each job submission
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        # Join request threads on close: one still answering at interpreter exit (OpenCV
-        # encoding a reply) can abort the process.
-        self.server.daemon_threads = False
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeGemini:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def create_job(self, model: str, body: dict) -> dict:
         """A Batch API job (``models/{model}:batchGenerateContent``) holding inlined requests."""
@@ -134,51 +114,21 @@ class FakeGemini:
             script = self.script.get((sha, kind), ["ok"])
             return script[min(self.calls[(sha, kind)] - 1, len(script) - 1)]
 
-    def _handler(self):
-        fake = self
+    def answer_post(self, path: str, headers, body: dict) -> tuple[int, dict]:
+        model = path.split("/models/")[1].split(":")[0]
+        if path.endswith(":batchGenerateContent"):
+            if not self.batch_api:
+                return 404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}
+            with self.lock:
+                self.job_bytes.append(int(headers["Content-Length"]))
+            return 200, self.create_job(model, body)
+        kind = "vlm" if model == self.vlm_model else "image"
+        photo = photo_of(body)
+        with self.lock:
+            self.requests.append({"model": model, "kind": kind, "body": body, "arrived": time.monotonic()})
+        behaviour = self._behaviour(hashlib.sha256(photo).hexdigest(), kind)
+        time.sleep(self.delay)
+        return respond(kind, photo, behaviour)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def do_POST(self) -> None:
-                with fake.lock:
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    self._answer()
-                finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
-
-            def _answer(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
-                model = self.path.split("/models/")[1].split(":")[0]
-                if self.path.endswith(":batchGenerateContent"):
-                    if not fake.batch_api:
-                        return self._send(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
-                    with fake.lock:
-                        fake.job_bytes.append(int(self.headers["Content-Length"]))
-                    return self._send(200, fake.create_job(model, body))
-                kind = "vlm" if model == fake.vlm_model else "image"
-                photo = photo_of(body)
-                with fake.lock:
-                    fake.requests.append({"model": model, "kind": kind, "body": body, "arrived": time.monotonic()})
-                behaviour = fake._behaviour(hashlib.sha256(photo).hexdigest(), kind)
-                time.sleep(fake.delay)
-                self._send(*respond(kind, photo, behaviour))
-
-            def do_GET(self) -> None:
-                fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
-                self._send(200, fake.poll_job(self.path.split("/batches/")[1].split("?")[0]))
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+    def answer_get(self, path: str) -> tuple[int, dict]:
+        return 200, self.poll_job(path.split("/batches/")[1].split("?")[0])

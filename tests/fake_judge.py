@@ -21,9 +21,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.loopback import LoopbackAPI
 
 ANSWERS = {
     "good": {"faithful": True, "quality": 4, "defects": [], "reason": "A faithful, clean restoration of the same scene."},
@@ -68,33 +68,15 @@ def answer(behaviour: str) -> tuple[int, dict]:
     return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": USAGE}
 
 
-class FakeJudge:
+class FakeJudge(LoopbackAPI):
     def __init__(self, default: str = "good") -> None:
+        super().__init__()
         self.default = default
         self.script: dict[str, list[str]] = {}
         self.calls: Counter[str] = Counter()
         self.requests: list[dict] = []
-        self.keys_seen: set[str] = set()
-        self.in_flight = 0
-        self.max_in_flight = 0
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = False
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeJudge:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def on(self, hq_view_bytes: bytes, *behaviours: str) -> None:
         self.script[hashlib.sha256(hq_view_bytes).hexdigest()] = list(behaviours)
@@ -122,39 +104,12 @@ class FakeJudge:
         ]
         return {"name": name, "metadata": {"state": "BATCH_STATE_SUCCEEDED", "output": {"inlinedResponses": {"inlinedResponses": answers}}}}
 
-    def _handler(self):
-        fake = self
+    def answer_post(self, path: str, headers, body: dict) -> tuple[int, dict]:
+        with self.lock:
+            self.requests.append({"path": path, "body": body})
+        if path.endswith(":batchGenerateContent"):
+            return 200, self.create_job(body)
+        return answer(self._behaviour(hashlib.sha256(hq_view(body)).hexdigest()))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                with fake.lock:
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                    fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
-                    with fake.lock:
-                        fake.requests.append({"path": self.path, "body": body})
-                    if self.path.endswith(":batchGenerateContent"):
-                        return self._send(200, fake.create_job(body))
-                    self._send(*answer(fake._behaviour(hashlib.sha256(hq_view(body)).hexdigest())))
-                finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
-
-            def do_GET(self) -> None:
-                fake.keys_seen.add(self.headers.get("x-goog-api-key", ""))
-                self._send(200, fake.poll_job("batches/" + self.path.split("/batches/")[1].split("?")[0]))
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+    def answer_get(self, path: str) -> tuple[int, dict]:
+        return 200, self.poll_job("batches/" + path.split("/batches/")[1].split("?")[0])

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from conftest import photos, save_rgb
+from tests.helpers import photos, save_rgb
 from ggtqc.review import make_server
 
 

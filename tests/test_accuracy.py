@@ -1,16 +1,11 @@
 """The planted-fault accuracy benchmark on a small subset, through the real command."""
 
-import sys
-
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import accuracy  # noqa: E402
-import planted  # noqa: E402
+from benchmarks import accuracy, planted
+from ggtqc.calibrate import wilson
 
 TARGET = 0.95  # honest acceptance and clear-strength recall (docs/accuracy.md)
 # Faults whose pooled clear recall (benchmarks/results/accuracy.md, three seeds) is within a
@@ -39,8 +34,8 @@ def test_seeds_get_their_own_ids():
 
 
 def test_wilson_interval():
-    assert accuracy.wilson(0, 10)[1] == pytest.approx(1.96**2 / (10 + 1.96**2))  # closed form at k = 0
-    low, high = accuracy.wilson(131, 144)
+    assert wilson(0, 10)[1] == pytest.approx(1.96**2 / (10 + 1.96**2))  # closed form at k = 0
+    low, high = wilson(131, 144)
     assert low < 131 / 144 < high and high - low < 0.1
     assert accuracy.share([True] * 9 + [False], interval=True) == "9/10 = 0.90 (0.60-0.98)"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ggtqc
-from conftest import REPO, read_rows
+from tests.helpers import REPO, read_rows
 from ggtqc import Field, Filter, hookimpl
 from ggtqc.config import ConfigError
 from ggtqc.export import ExportError

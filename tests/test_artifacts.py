@@ -1,13 +1,15 @@
-"""artifacts: the LQ's block grid carried to HQ scale, new detail at HQ scale, and crisp targets that are no halo."""
+"""artifacts: the LQ's block grid carried to HQ scale, new detail at HQ scale, crisp targets that are no
+halo; each fault in its own field, against its honest twin."""
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import failing_fields, photos
+from examples import make_pairs as degrade  # the sample pairs' degradations
 from ggtqc import PairScores, Scores
 from ggtqc.batch import Batch
 from ggtqc.plugins.artifacts import Artifacts, integer_scale
+from tests.helpers import failing_fields, photos
 
 
 def scores(lq, hq):
@@ -84,3 +86,93 @@ def test_a_weak_rim_on_most_edges_is_sent_to_review_and_a_strong_one_rejected():
     assert "halo" not in fails(crisp.values)
     strong = Artifacts().score_pair(lq, usm(tiles, 2.5, 2.0))
     assert "halo" in fails(strong.values if isinstance(strong, PairScores) else strong)
+ARTIFACT_FAULTS = {
+    "blockiness": lambda s: jpeg(s, 8),
+    "noise": lambda s: np.clip(s + np.random.default_rng(0).normal(0, 15, s.shape), 0, 255).astype(np.uint8),
+    "halo": lambda s: np.clip(s + 2.5 * (s - cv2.GaussianBlur(s.astype(np.float32), (0, 0), 2.0)), 0, 255).astype(np.uint8),
+    "detail": lambda s: cv2.GaussianBlur(cv2.bilateralFilter(cv2.bilateralFilter(s, 9, 60, 7), 9, 60, 7), (0, 0), 1.2),
+}
+
+
+@pytest.mark.parametrize("field", list(ARTIFACT_FAULTS))
+def test_artifacts_catch_each_fault_in_its_own_field(scene, field):
+    lq = degrade.mixed(scene)
+    got = scores(lq, ARTIFACT_FAULTS[field](scene))
+    assert field in fails(got), got
+    assert fails(scores(lq, scene)) == []
+
+
+def contrast(image, gain):
+    return np.clip((image.astype(np.float32) - 128) * gain + 128, 0, 255).astype(np.uint8)
+
+
+def test_halo_is_judged_where_edges_have_room_to_overshoot():
+    # Blown white suit on black space: sharpening cannot overshoot either plateau there.
+    clipped = contrast(cv2.resize(photos()[0], (480, 480), interpolation=cv2.INTER_AREA), 1.6)
+    lq = degrade.mixed(clipped)
+    assert "halo" not in fails(scores(lq, clipped))
+    assert "halo" in fails(scores(lq, ARTIFACT_FAULTS["halo"](clipped)))
+
+
+def test_halo_does_not_judge_a_mostly_clipped_star_field_on_its_stars():
+    stars = contrast(cv2.resize(photos()[4], (480, 480), interpolation=cv2.INTER_AREA), 1.6)
+    assert "halo" not in fails(scores(degrade.mixed(stars), stars))
+
+
+@pytest.mark.parametrize(
+    "group,interpolation,factor",
+    [
+        ("mixed", cv2.INTER_CUBIC, 2),
+        ("rain", cv2.INTER_LANCZOS4, 2),
+        ("snow", cv2.INTER_LINEAR, 2),
+        ("rain", cv2.INTER_LINEAR, 4),  # the bilinear round trip blurs thin streaks most at 4x
+        ("mixed", cv2.INTER_CUBIC, 4),
+    ],
+)
+def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene, group, interpolation, factor):
+    size = (480, 320)
+    lq = getattr(degrade, group)(cv2.resize(scene, (480 // factor, 320 // factor), interpolation=cv2.INTER_AREA))
+    got = scores(lq, cv2.resize(lq, size, interpolation=interpolation))
+    assert got["change"] < 1 and "change" in fails(got)
+    restored = scores(lq, cv2.resize(scene, size, interpolation=cv2.INTER_AREA))
+    assert "change" not in fails(restored), restored
+
+
+def sparse_rain(image, count, seed=0):
+    """Thin, faint streaks, few of them: the LQ of a 4x pair with light rain."""
+    rng = np.random.default_rng(seed)
+    streaks = np.zeros(image.shape[:2], np.float32)
+    for y, x in zip(rng.integers(0, image.shape[0], count), rng.integers(0, image.shape[1], count)):
+        cv2.line(streaks, (int(x), int(y)), (int(x) + 2, int(y) + 12), 1.0, 1)
+    streaks = cv2.GaussianBlur(streaks, (0, 0), 0.8)[..., None] * 0.5
+    return np.clip(image * (1 - streaks) + 235 * streaks, 0, 255).astype(np.uint8)
+
+
+def test_a_4x_target_with_thin_rain_removed_counts_as_restored():
+    # A bilinear 4x round trip blurs thin streaks as much as removing them does, unless
+    # the comparison leaves out the finest band.
+    photo = photos()[0]
+    lq = sparse_rain(cv2.resize(photo, (90, 90), interpolation=cv2.INTER_AREA), 30)
+    clean = cv2.resize(photo, (360, 360), interpolation=cv2.INTER_AREA)
+    assert "change" not in fails(scores(lq, clean))
+    upscaled = cv2.resize(lq, (360, 360), interpolation=cv2.INTER_LINEAR)
+    assert "change" in fails(scores(lq, upscaled))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        lambda s: np.full_like(s, 255),  # blank
+        lambda s: (s * 0.08).astype(np.uint8),  # blacked out
+        lambda s: (s * 0.08 + 215).astype(np.uint8),  # washed out
+    ],
+    ids=["blank", "dark", "washed_out"],
+)
+def test_artifacts_flag_a_target_that_lost_the_tonal_range(scene, target):
+    got = scores(degrade.mixed(scene), target(scene))
+    assert "tonal_range" in fails(got), got
+
+
+def test_a_night_scene_restored_from_snow_keeps_its_tonal_range(scene):
+    night = (scene * 0.25).astype(np.uint8)
+    assert "tonal_range" not in fails(scores(degrade.snow(night), night))

@@ -8,7 +8,7 @@ from ggtqc.batch import Batch, load_batches
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import discover
 
-from conftest import make_pair_folder
+from tests.helpers import make_pair_folder
 
 
 def test_subsets_keep_the_pairs_in_the_order_asked():

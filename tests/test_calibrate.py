@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO, read_rows, run_cli
+from tests.helpers import REPO, read_rows, run_cli
 from ggtqc.calibrate import calibrate, labels_needed, lower_bound
 from ggtqc.decide import Rules
 from ggtqc.labels import append_label, make_label

@@ -1,6 +1,5 @@
 """The CLI as a user runs it: the installed ``ggtqc`` command in a subprocess."""
 
-import hashlib
 import json
 import os
 import signal
@@ -14,18 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import GGTQC, REPO, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb, wait_for_rows
+from tests.helpers import GGTQC, REPO, WEIGHTS_FREE, fingerprint, kill_after_rows, make_pair_folder, photos, read_rows, run_cli, save_rgb, wait_for_rows
 
 EXAMPLES = REPO / "examples" / "pairs"
-WEIGHTS_FREE = "all,-clip"  # no CLIP weights can be fetched here
-
-
-def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_sample_pairs_show_every_verdict(tmp_path):

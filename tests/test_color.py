@@ -1,12 +1,17 @@
-"""color: a recoloured object is local colour change; a global change is not."""
+"""color: a recoloured object is local colour change, a global change is not; on whole pairs,
+each colour fault against its honest twin."""
+
+import math
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import failing_fields, photos
+from examples import make_pairs as degrade  # the sample pairs' degradations
 from ggtqc import PairScores
+from ggtqc.plugins.artifacts import Artifacts
 from ggtqc.plugins.color import Color, compare
+from tests.helpers import failing_fields, photos, retoned, scores
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +86,108 @@ def test_a_filter_that_is_unsure_sends_the_pair_to_review(scene, tmp_path):
     result = create_filter("color").score_pair(shifted(scene, 6, 22), scene)
     assert result["verdict"] == "review", result
     assert any(r.startswith("color unsure: cast: the colours moved toward neutral") for r in result["reasons"]), result
+# --- the filter on whole pairs: hand-made faults and their honest twins -------------------
+
+
+@pytest.fixture(scope="module")
+def coffee():
+    return cv2.resize(photos()[1], (480, 320), interpolation=cv2.INTER_AREA)
+
+
+def in_lab(image, change):
+    lab = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    change(lab)
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def rotate_hue(degrees):
+    def change(lab):
+        t = math.radians(degrees)
+        a, b = lab[..., 1].copy(), lab[..., 2].copy()
+        lab[..., 1], lab[..., 2] = a * math.cos(t) - b * math.sin(t), a * math.sin(t) + b * math.cos(t)
+
+    return change
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "low_light", "rain", "snow"])
+def test_color_accepts_honest_restorations(coffee, group):
+    got = scores(Color, getattr(degrade, group)(coffee), retoned(coffee))
+    assert failing_fields(Color, got) == [], got
+
+
+def test_color_undoes_a_tone_curve_applied_per_channel(coffee):
+    dark = np.clip((coffee / 255.0) ** 2.6 * 0.3 * 255 + 0.5, 0, 255).astype(np.uint8)  # a camera's curve, channel by channel
+    got = scores(Color, dark, coffee)
+    assert got["hue_shift_deg"] < 3 and got["cast"] < 3, got
+
+
+def test_color_ignores_the_hues_of_noise_on_a_grey_photo(coffee):
+    grey = np.repeat(cv2.cvtColor(coffee, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    small = cv2.resize(grey, (160, 107), interpolation=cv2.INTER_AREA).astype(np.float64)
+    lq = np.clip(small * 0.3 + np.random.default_rng(1).normal(0, 8, small.shape), 0, 255).astype(np.uint8)
+    got = scores(Color, lq, grey)
+    assert got["lq_free_chroma"] >= 4  # the noise has colour, so the photo is judged
+    assert failing_fields(Color, got) == [] and (math.isnan(got["hue_shift_deg"]) or got["hue_shift_deg"] < 3), got
+
+
+def test_color_judges_faint_but_clean_colour_behind_haze():
+    clear = cv2.resize(photos()[0], (480, 320), interpolation=cv2.INTER_AREA)  # astronaut: flag, suit, sky
+    hazy = (clear * 0.3 + 0.7 * 230).astype(np.uint8)
+    honest, shifted = scores(Color, hazy, clear), scores(Color, hazy, in_lab(clear, rotate_hue(30)))
+    assert honest["lq_free_chroma"] < 4 and failing_fields(Color, honest) == [], honest
+    assert "hue_shift_deg" in failing_fields(Color, shifted), shifted
+
+
+@pytest.mark.parametrize("factor", [1, 4])  # at 4x the LQ's grain is barely pooled: only colour above it counts
+def test_color_skips_a_sepia_source(coffee, factor):
+    small = cv2.resize(coffee, (480 // factor, 320 // factor), interpolation=cv2.INTER_AREA)
+    got = scores(Color, degrade.old_photo(small), coffee)
+    assert math.isnan(got["hue_shift_deg"]) and math.isnan(got["cast"]) and math.isnan(got["saturation"])
+    assert got["lq_free_chroma"] < 4 and got["contrast"] > 0.9 and failing_fields(Color, got) == [], got  # its tone is still compared
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "rain", "snow", "old_photo"])  # not low light: below
+def test_color_flags_a_faded_target_that_keeps_enough_tonal_range_to_pass_artifacts(coffee, group):
+    faded = (coffee * 0.15 + 190).astype(np.uint8)  # a range of ~38 grey levels
+    lq = getattr(degrade, group)(coffee)
+    got = scores(Color, lq, faded)
+    assert "contrast" in failing_fields(Color, got), got
+    assert "tonal_range" not in failing_fields(Artifacts, scores(Artifacts, lq, faded))
+
+
+def test_color_contrast_is_relative_to_the_source(coffee):
+    dark = degrade.low_light(coffee)  # a dark source has little contrast to keep, so fading it is not seen
+    assert scores(Color, dark, (coffee * 0.15 + 190).astype(np.uint8))["contrast"] > 0.5
+    assert scores(Color, dark, coffee)["contrast"] > 2
+
+
+def test_color_measures_a_hue_rotation():
+    astronaut = cv2.resize(photos()[0], (480, 480), interpolation=cv2.INTER_AREA)  # greys that the turn keeps grey
+    got = scores(Color, degrade.mixed(astronaut), in_lab(astronaut, rotate_hue(30)))
+    assert got["hue_shift_deg"] == pytest.approx(30, abs=6) and "hue_shift_deg" in failing_fields(Color, got)
+
+
+def test_color_measures_a_cast(coffee):
+    def cast(lab):
+        lab[..., 1] -= 15  # towards green, across the coffee's orange
+
+    got = scores(Color, degrade.haze(coffee), in_lab(coffee, cast))
+    assert 6.5 < got["cast"] < 20 and "cast" in failing_fields(Color, got)  # measured short: part reads as saturation
+
+
+def desaturated(keep):
+    def change(lab):
+        lab[..., 1:] *= keep
+
+    return change
+
+
+@pytest.mark.parametrize("group", ["mixed", "haze", "low_light", "rain", "snow"])
+def test_color_flags_a_target_that_drops_the_colour(coffee, group):
+    lq = getattr(degrade, group)(coffee)
+    grey = np.repeat(cv2.cvtColor(coffee, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    for target in (grey, in_lab(coffee, desaturated(0.35))):
+        got = scores(Color, lq, target)
+        assert got["saturation"] < 0.45 and failing_fields(Color, got) == ["saturation"], got
+    kept = scores(Color, lq, retoned(coffee))["saturation"]  # an honest target keeps it, or raises it behind a veil
+    assert 0.8 < kept < (2.5 if group in ("haze", "snow") else 1.25)

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, make_pair_folder, read_rows, run_cli
+from tests.helpers import REPO, make_pair_folder, read_rows, run_cli
 from ggtqc.compare import wilson
 
 EXAMPLES = REPO / "examples" / "pairs"

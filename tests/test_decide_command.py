@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, read_rows, run_cli
+from tests.helpers import REPO, read_rows, run_cli
 
 EXAMPLES = REPO / "examples" / "pairs"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 from ggtqc.export import Keys, safe_key
 from ggtqc.exports.files import kept_extension, png_bytes

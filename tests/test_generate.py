@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import GGTQC, kill_after_rows, photos, read_rows, run_cli, save_rgb, wait_for_rows
-from fake_gemini import FakeGemini, photo_of
+from tests.helpers import GGTQC, kill_after_rows, photos, read_rows, run_cli, save_rgb, wait_for_rows
+from tests.fake_gemini import FakeGemini, photo_of
 from PIL import Image
 from ggtqc.images import decode_bytes as decode_image_bytes
 from ggtqc.images import decode_image

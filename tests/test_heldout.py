@@ -1,14 +1,10 @@
 """The held-out benchmark's pairs: every family and fault kind, labelled with the fields that should fire."""
 
 import json
-import sys
 
 import cv2
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import heldout  # noqa: E402
+from benchmarks import heldout, planted
 
 
 def test_pairs_cover_every_family_and_fault_with_labels(tmp_path):
@@ -22,9 +18,6 @@ def test_pairs_cover_every_family_and_fault_with_labels(tmp_path):
 
 
 def test_photos_are_none_of_the_calibration_sets():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import planted
-
     used = {name.split(":")[-1] for names in planted.SPLITS.values() for name in names}
     assert not used & set(heldout.PHOTOS)
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from conftest import save_rgb
+from tests.helpers import save_rgb
 from ggtqc.images import DecodeError, DecodeLimits, decode_image
 
 

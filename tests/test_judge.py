@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_pair_folder, photos, run_cli
-from fake_judge import FakeJudge
-from review_helpers import serving
+from tests.helpers import make_pair_folder, photos, run_cli
+from tests.fake_judge import FakeJudge
+from tests.review_helpers import serving
 from ggtqc.batch import Batch
 from ggtqc.decide import RowDecider, Rules
 from ggtqc.host import Entry, select_filters

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from tests.helpers import REPO
 from ggtqc.host import load_host
 
 

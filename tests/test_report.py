@@ -10,9 +10,8 @@ from urllib.parse import unquote
 import cv2
 import pytest
 
-from conftest import REPO, photos, read_rows, run_cli, save_rgb
+from tests.helpers import REPO, WEIGHTS_FREE, fingerprint, photos, read_rows, run_cli, save_rgb
 from ggtqc.report import pick, spread
-from test_cli import WEIGHTS_FREE, fingerprint
 
 EXAMPLES = REPO / "examples" / "pairs"
 

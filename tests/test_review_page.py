@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ggtqc.labels import append_label, make_label, read_labels
-from review_helpers import make_large_run, make_run, serving
+from tests.review_helpers import make_large_run, make_run, serving
 
 CHROMIUM = Path("/usr/bin/chromium-headless-shell")
 if not CHROMIUM.exists():

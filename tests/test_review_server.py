@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import GGTQC, REPO, run_cli
+from tests.helpers import GGTQC, REPO, run_cli
 from ggtqc.labels import append_label, make_label, read_labels
 from ggtqc.review import ReviewError, RunIndex, make_server
 from ggtqc.review.store import agreement
-from review_helpers import make_run, serving, write_rows
+from tests.review_helpers import make_run, serving, write_rows
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save_rgb
+from tests.helpers import save_rgb
 from ggtqc import Field, Filter, PairFilter, WeightFile
 from ggtqc.batch import LoadedPair
 from ggtqc.host import Entry, PluginError

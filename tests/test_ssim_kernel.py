@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from conftest import photos
+from tests.helpers import photos
 from ggtqc.kernels import downsampled_ssim, downsampled_ssim_terms
 from ggtqc.kernels.ssim import RADIUS, _choose, check_inputs, ssim_torch, tile_bounds
 

@@ -1,5 +1,4 @@
 import math
-import sys
 from pathlib import Path
 
 import cv2
@@ -7,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, photos
+from examples import make_pairs as degrade  # the sample pairs' degradations
+from tests.helpers import photos
 from ggtqc.batch import Batch
 from ggtqc.host import Entry
 from ggtqc.plugins.ssim import SSIM, plan
 from ggtqc.runner import Stage, score_batch
 from ggtqc.batch import LoadedPair
 from ggtqc.pairs import Pair
-
-sys.path.insert(0, str(REPO / "examples"))
-import make_pairs as degrade  # noqa: E402  the sample pairs' degradations
 
 
 def scores(lq, hq, **settings):

@@ -1,0 +1,1 @@
+"""The sample pairs and the script that rebuilds them (``python examples/make_pairs.py``)."""

@@ -1,0 +1,90 @@
+"""geometry: shift, rotation, zoom and mirroring of the target, each on a hand-made fault and its honest twin."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import planted  # the accuracy benchmark's degradations
+from examples import make_pairs as degrade  # the sample pairs' degradations
+from ggtqc.plugins.geometry import Geometry
+from tests.helpers import failing_fields, photos, retoned, scores
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return cv2.resize(photos()[1], (480, 320), interpolation=cv2.INTER_AREA)  # coffee
+
+
+def warp(image, matrix):
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_geometry_accepts_a_retoned_target_shifted_by_a_pixel(scene):
+    hq = warp(retoned(scene), np.float32([[1, 0, 1], [0, 1, 0]]))
+    got = scores(Geometry, degrade.haze(scene), hq)
+    assert got["displacement_px"] < 2 and got["mirror_gain"] == 0 and got["correlation"] > 0.8
+    assert failing_fields(Geometry, got) == []
+
+
+@pytest.mark.parametrize(
+    "matrix,estimate",
+    [
+        (np.float32([[1, 0, 15], [0, 1, 4]]), (15, 4, 1.0, 0.0)),  # 3% shift, right and down
+        (cv2.getRotationMatrix2D((240, 160), 3.0, 1.0), (0, 0, 1.0, 3.0)),  # counter-clockwise on screen
+        (cv2.getRotationMatrix2D((240, 160), -4.0, 1.0), (0, 0, 1.0, -4.0)),
+        (cv2.getRotationMatrix2D((240, 160), 0.0, 1.05), (0, 0, 1.05, 0.0)),  # zoom
+    ],
+)
+def test_geometry_measures_shift_rotation_and_zoom_in_lq_pixels(scene, matrix, estimate):
+    got = scores(Geometry, degrade.mixed(scene), warp(scene, matrix))
+    corners = np.array([[0, 0, 1], [480, 0, 1], [0, 320, 1], [480, 320, 1]], np.float64)
+    truth = np.hypot(*(corners @ matrix.astype(np.float64).T - corners[:, :2]).T).max()
+    assert got["displacement_px"] == pytest.approx(truth, rel=0.25)
+    assert "displacement_px" in failing_fields(Geometry, got)
+    shift_x, shift_y, scale, rotation = estimate
+    assert got["shift_x_px"] == pytest.approx(shift_x, abs=0.5) and got["shift_y_px"] == pytest.approx(shift_y, abs=0.5)
+    assert got["scale"] == pytest.approx(scale, abs=0.005) and got["rotation_deg"] == pytest.approx(rotation, abs=0.2)
+
+
+def test_geometry_reports_in_lq_pixels_for_a_2x_target(scene):
+    hq = cv2.resize(warp(scene, np.float32([[1, 0, 12], [0, 1, -6]])), (960, 640), interpolation=cv2.INTER_CUBIC)
+    got = scores(Geometry, degrade.mixed(scene), hq)
+    assert got["displacement_px"] == pytest.approx(math.hypot(12, 6), rel=0.2)
+    assert got["shift_x_px"] == pytest.approx(12, abs=0.5) and got["shift_y_px"] == pytest.approx(-6, abs=0.5)
+    assert got["scale"] == pytest.approx(1.0, abs=0.005)  # the 2x is the pair's scale, not a zoom
+
+
+def test_geometry_flags_a_mirrored_target(scene):
+    got = scores(Geometry, degrade.mixed(scene), scene[:, ::-1])
+    assert got["mirror_gain"] > 0.3 and "mirror_gain" in failing_fields(Geometry, got)
+
+
+@pytest.mark.parametrize("seed", [3, 8, 22])
+def test_geometry_aligns_an_honest_target_of_a_scratched_photo(seed):
+    # With scratches and dust together, phase correlation gives these pairs a wrong shift, and
+    # ECC started there read them as moved 69, 29 and 47 px; from no move it aligns.
+    hq = cv2.resize(photos()[3], (480, 320), interpolation=cv2.INTER_AREA)  # rocket
+    lq = planted.old_photo_shifted(cv2.resize(hq, (240, 160), interpolation=cv2.INTER_AREA), np.random.default_rng(seed))
+    got = scores(Geometry, lq, hq)
+    assert got["displacement_px"] < 3 and got["correlation"] > 0.5
+    assert failing_fields(Geometry, got) == []
+
+
+@pytest.mark.parametrize("scale,seed", [(1, 5), (2, 19), (2, 23)])
+def test_geometry_does_not_fit_scale_to_snow(scale, seed):
+    # Affine ECC read these honest targets of snowy rocket crops as moved by 3.7, 5.1 and 46 px
+    # (scale and shear fitted to flakes and smoke); the rigid fit is kept unless they clearly pay.
+    rng = np.random.default_rng(seed)
+    rocket = photos()[3]
+    y, x = int(rng.integers(0, rocket.shape[0] - 320)), int(rng.integers(0, rocket.shape[1] - 480))
+    hq = rocket[y : y + 320, x : x + 480]
+    lq = planted.snow(cv2.resize(hq, (480 // scale, 320 // scale), interpolation=cv2.INTER_AREA), rng)
+    got = scores(Geometry, lq, np.roll(hq, 1, axis=1))
+    assert got["displacement_px"] < 3 and failing_fields(Geometry, got) == [], got
+
+
+def test_geometry_does_not_estimate_a_blank_frame(scene):
+    got = scores(Geometry, degrade.mixed(scene), np.full_like(scene, 255))
+    assert all(math.isnan(v) for v in got.values()), got
