@@ -23,13 +23,13 @@ Robustness (the client, retries and accounting are shared, in ``gemini_client``)
 ``base_url`` (or the SDK's ``GOOGLE_GEMINI_BASE_URL``) points the client at a gateway,
 a proxy or a compatible server. Costs are estimates from configurable prices: the
 published $0.067 per 1K output image (every image returned is counted, even one that is
-blocked or does not decode), and per-million-token prices for inputs and the VLM's text
-output; the Batch API bills its requests at half price.
+blocked or does not decode), and per-million-token prices for inputs and text output
+(thinking tokens included: they are billed as output); the Batch API bills its requests at
+half price.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -50,7 +50,20 @@ from ggtqc.generators import (
     Requirement,
 )
 from ggtqc.images import DecodeError, decode_bytes
-from ggtqc.plugins.gemini_client import Account, GeminiClient, Prices, RequestFailed, Stopped, key_is_set, safe_url, scrub
+from ggtqc.plugins.gemini_client import (
+    BATCH_PRICE,
+    JOB_ENDED_WITHOUT_SUCCESS,
+    Account,
+    GeminiClient,
+    Prices,
+    RequestFailed,
+    Stopped,
+    key_is_set,
+    parse_json_object,
+    read_reply,
+    safe_url,
+    scrub,
+)
 
 FIDELITY_RULES = (
     "Keep the photo faithful: the same scene, composition, framing and aspect ratio; every "
@@ -81,8 +94,6 @@ ANALYSIS_SCHEMA = {
 }
 # Aspect ratios the image model accepts; the nearest to the LQ's is asked for.
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-SAFETY_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}
-BATCH_PRICE = 0.5  # the Batch API's share of the interactive price
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
@@ -243,17 +254,15 @@ class Gemini(Generator):
     def submit_batch(self, photos: list[Photo], prepared: dict[str, dict[str, Any]]) -> tuple[str, dict[str, dict[str, Any]]]:
         """Submit one job restoring ``photos`` with their prepared prompts."""
         requests = [
-            self.types.InlinedRequest(
-                model=self.settings["model"],
-                contents=[self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prepared[photo.id]["prompt"]],
-                config=self._image_config(prepared[photo.id]),
-                metadata={"id": photo.id},
+            (
+                [self.types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type), prepared[photo.id]["prompt"]],
+                self._image_config(prepared[photo.id]),
+                {"id": photo.id},
             )
             for photo in photos
         ]
-        config = self.types.CreateBatchJobConfig(display_name="ggtqc")
         try:
-            job = self.client.call(lambda: self.client.sdk.batches.create(model=self.settings["model"], src=requests, config=config), None, "batch job: ")
+            name = self.client.submit_batch_job(self.settings["model"], requests, "ggtqc", "batch job: ")
         except RequestFailed as error:
             if error.code == 404:
                 raise GeneratorError(
@@ -261,48 +270,52 @@ class Gemini(Generator):
                     "run without --batch, or point --base-url at a server with batches"
                 ) from None
             raise GeneratorError(f"batch job submission failed: {error}") from None
-        return job.name, {photo.id: prepared[photo.id] for photo in photos}
+        return name, {photo.id: prepared[photo.id] for photo in photos}
 
     def collect_batch(self, job_name: str, submitted: dict[str, dict[str, Any]]) -> str | dict[str, Generation]:
-        """The job's state while it runs or after it failed; each photo's result once done.
+        """The job's state while it runs, or after it failed, was cancelled or expired without
+        an answer (the runner fails its photos, so they are sent again); once it finished
+        otherwise, each photo's result.
 
-        Batch requests cost half the interactive price; ``cost_usd`` adds them to the
-        prompt's cost recorded when it was prepared.
+        A job that ended without success but holds some answers is collected: those answers
+        are billed, so they are kept, and only the photos it did not answer fail (and go
+        again). Batch requests cost half the interactive price; ``cost_usd`` adds them to
+        the prompt's cost recorded when it was prepared.
         """
         try:
-            job = self.client.call(lambda: self.client.sdk.batches.get(name=job_name), None, f"{job_name}: ")
+            job = self.client.read_batch_job(job_name, f"{job_name}: ")
         except RequestFailed as error:
             raise GeneratorError(f"cannot read batch job {job_name}: {error}") from None
-        state = _name(job.state) or "JOB_STATE_UNSPECIFIED"
-        if state != "JOB_STATE_SUCCEEDED":
-            return state
+        answers = job.answers()
+        if not job.finished or job.state in JOB_ENDED_WITHOUT_SUCCESS and not answers:
+            return job.state
         results = {}
-        for item in (job.dest.inlined_responses if job.dest else None) or []:
-            photo_id = (item.metadata or {}).get("id")
+        for metadata, response, error in answers:
+            photo_id = metadata.get("id")
             details = dict(submitted.get(photo_id, {}))
-            if item.error is not None:
-                results[photo_id] = Generation(FAILED, reason=scrub(f"batch item error: {item.error.message}"), details=details)
+            if error is not None:
+                results[photo_id] = Generation(FAILED, reason=error, details=details)
                 continue
             account = Account(requests=1)
-            account.add(item.response, "image")
-            result = classify(item.response, details, account) or Generation(NO_IMAGE, reason=f"no image (finish: {details.get('last_finish_reason')})")
+            account.add(response, "image")
+            result = classify(response, details, account) or Generation(NO_IMAGE, reason=f"no image (finish: {details.get('last_finish_reason')})")
             details["requests"] = details.get("requests", 0) + 1
             usage = details.get("usage") or {}
             details["usage"] = {k: usage.get(k, 0) + v for k, v in account.usage().items()}
             details["cost_usd"] = round(details.get("cost_usd", 0.0) + self.prices.cost(account, BATCH_PRICE), 6)
             result.details = details
             results[photo_id] = result
+        if job.state in JOB_ENDED_WITHOUT_SUCCESS:
+            for photo_id, details in submitted.items():
+                results.setdefault(photo_id, Generation(FAILED, reason=f"batch job {job_name} ended {job.state} before answering it", details=dict(details)))
         return results
 
 
 def parse_analysis(text: str) -> tuple[dict[str, Any] | None, str | None]:
     """The VLM's analysis, or None and what is wrong with the answer."""
-    try:
-        analysis = json.loads(text)
-    except ValueError as error:
-        return None, f"not JSON: {error}"
-    if not isinstance(analysis, dict):
-        return None, f"a JSON {type(analysis).__name__}, not an object"
+    analysis, problem = parse_json_object(text)
+    if analysis is None:
+        return None, problem
     prompt = analysis.get("restoration_prompt")
     if prompt is None:
         return None, f"no 'restoration_prompt' key (keys: {', '.join(sorted(analysis)) or 'none'})"
@@ -316,19 +329,16 @@ def classify(response, details: dict[str, Any], account: Account) -> Generation 
 
     Every image returned is counted on ``account``: it is billed whether or not it decodes.
     """
-    feedback = getattr(response, "prompt_feedback", None)
-    if feedback is not None and feedback.block_reason:
-        return Generation(BLOCKED, reason=f"prompt blocked: {_name(feedback.block_reason)}")
-    candidate = (response.candidates or [None])[0]
-    finish = _name(getattr(candidate, "finish_reason", None))
-    parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
-    image = next((p.inline_data for p in parts if p.inline_data and p.inline_data.data), None)
+    reply = read_reply(response)
+    if reply.prompt_blocked:
+        return Generation(BLOCKED, reason=f"prompt blocked: {reply.prompt_blocked}")
+    image = next((p.inline_data for p in reply.parts if p.inline_data and p.inline_data.data), None)
     if image is not None:
         account.images += 1
-    if finish in SAFETY_FINISH:
-        return Generation(BLOCKED, reason=f"output blocked: {finish}")
+    if reply.output_blocked:
+        return Generation(BLOCKED, reason=f"output blocked: {reply.finish}")
     if image is None:
-        details["last_finish_reason"] = finish
+        details["last_finish_reason"] = reply.finish
         return None
     try:
         decode_bytes(image.data)
@@ -339,12 +349,6 @@ def classify(response, details: dict[str, Any], account: Account) -> Generation 
 
 def _accounts(account: Account, prices: Prices) -> dict[str, Any]:
     return {"requests": account.requests, "usage": account.usage(), "images_returned": account.images, "cost_usd": prices.cost(account)}
-
-
-def _name(value: Any) -> str | None:
-    if value is None:
-        return None
-    return getattr(value, "name", None) or str(value)
 
 
 @hookimpl

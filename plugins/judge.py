@@ -63,7 +63,19 @@ import numpy as np
 
 from ggtqc import hookimpl
 from ggtqc.filters import Field, Filter, Scores
-from ggtqc.plugins.gemini_client import KEY_VARIABLES, Account, GeminiClient, RequestFailed, Stopped, key_is_set, scrub
+from ggtqc.plugins.gemini_client import (
+    BATCH_PRICE,
+    KEY_VARIABLES,
+    Account,
+    GeminiClient,
+    Prices,
+    RequestFailed,
+    Stopped,
+    key_is_set,
+    parse_json_object,
+    read_reply,
+    scrub,
+)
 
 RUBRIC_VERSION = "1"
 DEFECT_KINDS = (
@@ -109,7 +121,6 @@ RESPONSE_SCHEMA = {
     "required": ["faithful", "quality", "defects", "reason"],
     "propertyOrdering": ["faithful", "quality", "defects", "reason"],
 }
-SAFETY_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST", "SPII"}
 PAIRS = ("review", "all", "rejected")
 PROMPT_TOKENS = 700  # the rubric and the metrics' reasons, about
 ANSWER_TOKENS = 200
@@ -186,6 +197,8 @@ class Judge(Filter):
         self.halted: list[str] = []
         self.limiter = RateLimiter(float(self.settings["rpm"]), self.stopping)
         self.client = GeminiClient(self.settings, before_request=self.limiter.wait, stopping=self.stopping, halt=self._halt)
+        s = self.settings
+        self.prices = Prices(0.0, float(s["usd_per_mtok_input"]), float(s["usd_per_mtok_output"]))  # the judge returns no images
         self.lock = threading.Lock()
         self.spent = {"usd": 0.0, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cached": 0}
         self.cache = AnswerCache(cache_path() if self.settings["cache"] else None)
@@ -229,18 +242,14 @@ class Judge(Filter):
             return {**fields_of(answer), **usage}, None, note_of(answer)
         account = Account()
         try:
-            answer, problem, usage = self._ask(lq, hq, reasons, account)
+            answer, problem = self._ask(lq, hq, reasons, account)
         except Stopped:
             answer, problem = None, "the run stopped before the judge answered" + (f" ({self.halted[0]})" if self.halted else "")
         except RequestFailed as error:
             answer, problem = None, f"request failed: {error}"
         except Exception as error:  # an answer the SDK could not read: this pair only
             answer, problem = None, scrub(f"{type(error).__name__}: {error}")[:300]
-        with self.lock:
-            self.spent["requests"] += account.requests
-            self.spent["input_tokens"] += usage["input_tokens"]
-            self.spent["output_tokens"] += usage["output_tokens"]
-            self.spent["usd"] = round(self.spent["usd"] + usage["cost_usd"], 6)
+        usage = self._spend(account)
         if answer is None:
             return usage, f"judge error: {problem}", None
         self.cache.put(key, answer, usage)
@@ -261,13 +270,15 @@ class Judge(Filter):
     def _config(self):
         return self.client.types.GenerateContentConfig(response_mime_type="application/json", response_schema=RESPONSE_SCHEMA)
 
-    def _usage(self, response: Any, price: float = 1.0) -> dict[str, float]:
-        s = self.settings
-        meta = getattr(response, "usage_metadata", None)
-        tokens_in = (getattr(meta, "prompt_token_count", None) or 0) if meta else 0
-        tokens_out = ((getattr(meta, "candidates_token_count", None) or 0) + (getattr(meta, "thoughts_token_count", None) or 0)) if meta else 0
-        usd = (tokens_in * float(s["usd_per_mtok_input"]) / 1e6 + tokens_out * float(s["usd_per_mtok_output"]) / 1e6) * price
-        return {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": round(usd, 6)}
+    def _spend(self, account: Account, price: float = 1.0) -> dict[str, float]:
+        """Add ``account`` to the run's spend; the pair's usage fields (output: answer and thinking)."""
+        usage = {"input_tokens": account.input_tokens, "output_tokens": account.billed_text_tokens, "cost_usd": self.prices.cost(account, price)}
+        with self.lock:
+            self.spent["requests"] += account.requests
+            self.spent["input_tokens"] += usage["input_tokens"]
+            self.spent["output_tokens"] += usage["output_tokens"]
+            self.spent["usd"] = round(self.spent["usd"] + usage["cost_usd"], 6)
+        return usage
 
     # --- Batch API: half price, answers collected into the cache by a later run --------
 
@@ -290,19 +301,13 @@ class Judge(Filter):
                 todo.append(k)
                 results.append(({}, None, None))
         if todo:
-            requests = [
-                self.client.types.InlinedRequest(
-                    model=s["model"], contents=self._contents(batch.lq[k], batch.hq[k], reasons[k]), config=self._config(), metadata={"key": keys[k]}
-                )
-                for k in todo
-            ]
-            config = self.client.types.CreateBatchJobConfig(display_name="ggtqc-judge")
+            requests = [(self._contents(batch.lq[k], batch.hq[k], reasons[k]), self._config(), {"key": keys[k]}) for k in todo]
             try:
-                job = self.client.call(lambda: self.client.sdk.batches.create(model=s["model"], src=requests, config=config), None, "judge batch job: ")
-                self.jobs.add(job.name, [keys[k] for k in todo])
+                name = self.client.submit_batch_job(s["model"], requests, "ggtqc-judge", "judge batch job: ")
+                self.jobs.add(name, [keys[k] for k in todo])
                 with self.lock:
                     self.spent["requests"] += 1
-                why = f"judge batch job {job.name} submitted; run again later to collect"
+                why = f"judge batch job {name} submitted; run again later to collect"
             except (RequestFailed, Stopped) as error:
                 why = f"judge error: batch job not submitted: {error or 'the run stopped'}"
             for k in todo:
@@ -312,39 +317,31 @@ class Judge(Filter):
         return Scores(values, unsure=[r[1] for r in results], notes=[r[2] for r in results])
 
     def _collect_jobs(self) -> None:
-        """Copy the answers of finished batch jobs into the cache; forget failed jobs."""
-        from ggtqc.plugins.gemini import BATCH_PRICE
-
+        """Copy the answers of finished batch jobs into the cache and forget the jobs: pairs a
+        job did not answer (it failed, was cancelled or expired) are submitted again."""
         for name in sorted(set(self.jobs.pending.values())):
             try:
-                job = self.client.call(lambda name=name: self.client.sdk.batches.get(name=name), None, f"{name}: ")
+                job = self.client.read_batch_job(name, f"{name}: ")
             except (RequestFailed, Stopped):
                 continue  # asked again next run
-            state = _name(job.state) or ""
-            if state in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"):
-                self.jobs.finish(name)
+            if not job.finished:
                 continue
-            if state != "JOB_STATE_SUCCEEDED":
-                continue
-            for item in (job.dest.inlined_responses if job.dest else None) or []:
-                key = (item.metadata or {}).get("key")
-                if key is None or item.error is not None or item.response is None:
+            for metadata, response, error in job.answers():
+                key = metadata.get("key")
+                if key is None or error is not None:
                     continue
-                usage = self._usage(item.response, BATCH_PRICE)
-                with self.lock:
-                    self.spent["input_tokens"] += usage["input_tokens"]
-                    self.spent["output_tokens"] += usage["output_tokens"]
-                    self.spent["usd"] = round(self.spent["usd"] + usage["cost_usd"], 6)
-                answer, _ = read_response(item.response)
+                account = Account()
+                account.add(response, "text")
+                usage = self._spend(account, BATCH_PRICE)
+                answer, _ = read_response(response)
                 if answer is not None:  # an unusable answer is asked again
                     self.cache.put(key, answer, usage)
             self.jobs.finish(name)
 
-    def _ask(self, lq, hq, reasons, account: Account) -> tuple[dict | None, str | None, dict[str, float]]:
+    def _ask(self, lq, hq, reasons, account: Account) -> tuple[dict | None, str | None]:
+        """The answer, or None and why; the client adds the response's tokens to ``account``."""
         response = self.client.generate_content(self.settings["model"], self._contents(lq, hq, reasons), self._config(), account, "text")
-        usage = self._usage(response)
-        answer, problem = read_response(response)
-        return answer, problem, usage
+        return read_response(response)
 
 
 def estimate_run(run_dir: Path, judge: Judge) -> str:
@@ -369,28 +366,22 @@ def estimate_run(run_dir: Path, judge: Judge) -> str:
 
 def read_response(response: Any) -> tuple[dict | None, str | None]:
     """The judge's answer from a response, or None and why there is none."""
-    feedback = getattr(response, "prompt_feedback", None)
-    if feedback is not None and feedback.block_reason:
-        return None, f"blocked by safety filters ({_name(feedback.block_reason)})"
-    candidate = (response.candidates or [None])[0]
-    finish = _name(getattr(candidate, "finish_reason", None))
-    if finish in SAFETY_FINISH:
-        return None, f"answer blocked by safety filters ({finish})"
-    parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
-    text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", False))
+    reply = read_reply(response)
+    if reply.prompt_blocked:
+        return None, f"blocked by safety filters ({reply.prompt_blocked})"
+    if reply.output_blocked:
+        return None, f"answer blocked by safety filters ({reply.finish})"
+    text = reply.text()
     if not text.strip():
-        return None, f"empty answer (finish: {finish})"
+        return None, f"empty answer (finish: {reply.finish})"
     return parse_answer(text)
 
 
 def parse_answer(text: str) -> tuple[dict | None, str | None]:
     """A checked answer, or None and what is wrong with it (the schema is not trusted)."""
-    try:
-        answer = json.loads(text)
-    except ValueError as error:
-        return None, f"malformed answer: not JSON ({error})"
-    if not isinstance(answer, dict):
-        return None, f"malformed answer: a JSON {type(answer).__name__}, not an object"
+    answer, problem = parse_json_object(text)
+    if answer is None:
+        return None, f"malformed answer: {problem}"
     expected = {"faithful", "quality", "defects", "reason"}
     if set(answer) != expected:
         return None, f"malformed answer: keys {', '.join(sorted(answer)) or 'none'}, not {', '.join(sorted(expected))}"
@@ -525,12 +516,6 @@ class BatchJobs:
             os.write(fd, (json.dumps(entry) + "\n").encode())
         finally:
             os.close(fd)
-
-
-def _name(value: Any) -> str | None:
-    if value is None:
-        return None
-    return getattr(value, "name", None) or str(value)
 
 
 @hookimpl

@@ -3,7 +3,8 @@
 ``POST /{version}/models/{model}:generateContent`` with JSON ``contents`` holding an
 ``inlineData`` image part and a text part. What it answers is scripted per photo: the
 test maps the SHA-256 of a photo's bytes to a list of behaviours, one per request for that
-photo and model kind (``"vlm"`` or ``"image"``); the last behaviour repeats.
+photo and model kind (``"vlm"`` or ``"image"``); the last behaviour repeats. ``thoughts``
+sets the thinking tokens each kind's answers report (``thoughtsTokenCount``), which are billed.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ def photo_of(request: dict) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))  # URL-safe, unpadded from the SDK
 
 
-def respond(kind: str, photo: bytes, behaviour: str) -> tuple[int, dict]:
+def respond(kind: str, photo: bytes, behaviour: str, thoughts: int = 0) -> tuple[int, dict]:
     """The HTTP status and JSON body for one generateContent request."""
     if behaviour.isdigit():  # an HTTP error status
         return int(behaviour), {"error": {"code": int(behaviour), "message": "fake error", "status": "UNAVAILABLE"}}
     usage = {"promptTokenCount": 1120, "candidatesTokenCount": 250 if kind == "vlm" else 1290}
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
     if kind == "vlm":
         if behaviour == "no_key":  # valid JSON without the prompt
             text = json.dumps({k: v for k, v in VLM_ANSWER.items() if k != "restoration_prompt"})
@@ -73,9 +76,11 @@ class FakeGemini(LoopbackAPI):
         self.requests: list[dict] = []
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1  # a job answers RUNNING this many times before finishing
-        self.job_state = "BATCH_STATE_SUCCEEDED"
+        self.job_state = "BATCH_STATE_SUCCEEDED"  # what a job becomes after running
+        self.answered_before_end = 0  # requests a job that does not succeed answered all the same
         self.batch_api = True  # False: answer 404 to job submissions, as a server without batches
         self.job_bytes: list[int] = []  # the size of each job submission
+        self.thoughts = {"vlm": 0, "image": 0}  # thinking tokens reported per answer, by kind
 
     def create_job(self, model: str, body: dict) -> dict:
         """A Batch API job (``models/{model}:batchGenerateContent``) holding inlined requests."""
@@ -90,16 +95,17 @@ class FakeGemini(LoopbackAPI):
         job["polls"] += 1
         if job["polls"] <= self.polls_while_running:
             return {"name": name, "metadata": {"state": "BATCH_STATE_RUNNING"}}
-        if self.job_state != "BATCH_STATE_SUCCEEDED":
-            return {"name": name, "metadata": {"state": self.job_state}}
+        succeeded = self.job_state == "BATCH_STATE_SUCCEEDED"
         answers = []
-        for item in job["requests"]:
+        for item in job["requests"] if succeeded else job["requests"][: self.answered_before_end]:
             photo = photo_of(item["request"])
             behaviour = self._behaviour(hashlib.sha256(photo).hexdigest(), "image")
-            _, response = respond("image", photo, behaviour)
+            _, response = respond("image", photo, behaviour, self.thoughts["image"])
             answers.append({"response": response, "metadata": item.get("metadata", {})})
+        if not answers and not succeeded:
+            return {"name": name, "metadata": {"state": self.job_state}}
         output = {"inlinedResponses": {"inlinedResponses": answers}}
-        return {"name": name, "metadata": {"state": "BATCH_STATE_SUCCEEDED", "output": output}}
+        return {"name": name, "metadata": {"state": self.job_state, "output": output}}
 
     def on(self, photo_bytes: bytes, kind: str, *behaviours: str) -> None:
         self.script[(hashlib.sha256(photo_bytes).hexdigest(), kind)] = list(behaviours)
@@ -128,7 +134,7 @@ class FakeGemini(LoopbackAPI):
             self.requests.append({"model": model, "kind": kind, "body": body, "arrived": time.monotonic()})
         behaviour = self._behaviour(hashlib.sha256(photo).hexdigest(), kind)
         time.sleep(self.delay)
-        return respond(kind, photo, behaviour)
+        return respond(kind, photo, behaviour, self.thoughts[kind])
 
     def answer_get(self, path: str) -> tuple[int, dict]:
         return 200, self.poll_job(path.split("/batches/")[1].split("?")[0])

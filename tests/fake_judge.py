@@ -13,7 +13,8 @@ HTTP status code such as ``"429"`` or ``"500"``.
 
 Batch API: ``models/{model}:batchGenerateContent`` creates a job of inlined requests;
 ``GET batches/{id}`` answers RUNNING ``polls_while_running`` times, then SUCCEEDED with each
-request's answer, scripted as above.
+request's answer, scripted as above; or ``job_state`` (``BATCH_STATE_FAILED``...) with the answers
+of its first ``answered_before_end`` requests. ``usage`` is the usage metadata every answer reports.
 """
 
 from __future__ import annotations
@@ -49,23 +50,23 @@ def hq_view(body: dict) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
-def answer(behaviour: str) -> tuple[int, dict]:
+def answer(behaviour: str, usage: dict = USAGE) -> tuple[int, dict]:
     if behaviour.isdigit():
         code = int(behaviour)
         return code, {"error": {"code": code, "message": "fake error", "status": "RESOURCE_EXHAUSTED" if code == 429 else "UNAVAILABLE"}}
     if behaviour == "blocked":
         return 200, {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 2940}}
     if behaviour == "safety":
-        return 200, {"candidates": [{"finishReason": "SAFETY"}], "usageMetadata": USAGE}
+        return 200, {"candidates": [{"finishReason": "SAFETY"}], "usageMetadata": usage}
     if behaviour == "empty":
-        return 200, {"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "STOP"}], "usageMetadata": USAGE}
+        return 200, {"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "STOP"}], "usageMetadata": usage}
     if behaviour == "malformed":
         text = "The restoration looks faithful to me, quality four."
     elif behaviour == "wrong_keys":
         text = json.dumps({k: v for k, v in ANSWERS["good"].items() if k != "reason"})
     else:
         text = json.dumps(ANSWERS[behaviour])
-    return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": USAGE}
+    return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}], "usageMetadata": usage}
 
 
 class FakeJudge(LoopbackAPI):
@@ -77,6 +78,9 @@ class FakeJudge(LoopbackAPI):
         self.requests: list[dict] = []
         self.jobs: dict[str, dict] = {}
         self.polls_while_running = 1
+        self.usage = dict(USAGE)  # the usage metadata of every answer
+        self.job_state = "BATCH_STATE_SUCCEEDED"  # what a job becomes after running
+        self.answered_before_end = 0  # requests a job that does not succeed answered all the same
 
     def on(self, hq_view_bytes: bytes, *behaviours: str) -> None:
         self.script[hashlib.sha256(hq_view_bytes).hexdigest()] = list(behaviours)
@@ -98,18 +102,21 @@ class FakeJudge(LoopbackAPI):
         job["polls"] += 1
         if job["polls"] <= self.polls_while_running:
             return {"name": name, "metadata": {"state": "BATCH_STATE_RUNNING"}}
+        succeeded = self.job_state == "BATCH_STATE_SUCCEEDED"
         answers = [
-            {"response": answer(self._behaviour(hashlib.sha256(hq_view(item["request"])).hexdigest()))[1], "metadata": item.get("metadata", {})}
-            for item in job["requests"]
+            {"response": answer(self._behaviour(hashlib.sha256(hq_view(item["request"])).hexdigest()), self.usage)[1], "metadata": item.get("metadata", {})}
+            for item in (job["requests"] if succeeded else job["requests"][: self.answered_before_end])
         ]
-        return {"name": name, "metadata": {"state": "BATCH_STATE_SUCCEEDED", "output": {"inlinedResponses": {"inlinedResponses": answers}}}}
+        if not answers and not succeeded:
+            return {"name": name, "metadata": {"state": self.job_state}}
+        return {"name": name, "metadata": {"state": self.job_state, "output": {"inlinedResponses": {"inlinedResponses": answers}}}}
 
     def answer_post(self, path: str, headers, body: dict) -> tuple[int, dict]:
         with self.lock:
             self.requests.append({"path": path, "body": body})
         if path.endswith(":batchGenerateContent"):
             return 200, self.create_job(body)
-        return answer(self._behaviour(hashlib.sha256(hq_view(body)).hexdigest()))
+        return answer(self._behaviour(hashlib.sha256(hq_view(body)).hexdigest()), self.usage)
 
     def answer_get(self, path: str) -> tuple[int, dict]:
         return 200, self.poll_job("batches/" + path.split("/batches/")[1].split("?")[0])

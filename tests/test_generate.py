@@ -60,7 +60,7 @@ def test_success_writes_a_pairs_folder_that_filter_reads(tmp_path, lq_dir):
         assert row["analysis"]["degradations"] == ["noise", "blur"]
         assert row["prompt"].startswith("Remove the noise and blur from this photo.")
         assert row["model"] == "gemini-3.1-flash-image" and row["vlm_model"] == "gemini-3-flash"
-        assert row["usage"] == {"input_tokens": 2240, "text_output_tokens": 250, "image_output_tokens": 1290}
+        assert row["usage"] == {"input_tokens": 2240, "text_output_tokens": 250, "image_output_tokens": 1290, "thinking_tokens": 0}
         assert row["cost_usd"] == pytest.approx(0.067 + 2240 * 0.5e-6 + 250 * 3e-6)
     assert rows["set0/photo0"]["aspect_ratio"] == "3:2"  # 96x64
     image_requests = [r["body"] for r in fake.requests if r["kind"] == "image"]
@@ -265,6 +265,43 @@ def test_a_failed_batch_job_leaves_its_photos_for_the_next_submission(tmp_path, 
         fake.job_state = "BATCH_STATE_SUCCEEDED"
         again = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
         assert "submitted 1 jobs" in again.stdout and len(fake.jobs) == 2  # the expired job's photos go out again
+
+
+def test_a_cancelled_batch_job_keeps_the_answers_it_holds_and_sends_only_the_rest_again(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.polls_while_running = 0
+        fake.job_state = "BATCH_STATE_CANCELLED"
+        fake.answered_before_end = 1  # it answered one photo before it was cancelled
+        fake.thoughts["image"] = 10000
+        assert generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed").returncode == 0
+        collected = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
+        assert collected.returncode == 3 and "submitted 0 jobs" in collected.stdout
+        answered = fake.jobs["batches/job0"]["requests"][0]["metadata"]["id"]
+        rows = last_rows(out)
+        assert rows[answered]["status"] == "ok" and (out / rows[answered]["hq"]).is_file()
+        assert rows[answered]["usage"]["thinking_tokens"] == 10000  # billed as output, at half price
+        assert rows[answered]["cost_usd"] == pytest.approx(0.5 * (0.067 + 1120 * 0.5e-6 + 10000 * 3e-6))
+        others = [row for pair_id, row in rows.items() if pair_id != answered]
+        assert len(others) == 3 and all(r["status"] == "failed after retries" and "JOB_STATE_CANCELLED" in r["reason"] for r in others)
+        fake.job_state = "BATCH_STATE_SUCCEEDED"
+        again = generate(fake, lq_dir, out, "--batch", "--prompt-mode", "fixed")
+        assert "submitted 1 jobs" in again.stdout
+        assert answered not in {r["metadata"]["id"] for r in fake.jobs["batches/job1"]["requests"]}  # never bought twice
+        assert len(fake.jobs["batches/job1"]["requests"]) == 3
+
+
+def test_thinking_tokens_are_billed_in_rows_and_in_the_run_cost(tmp_path, lq_dir):
+    out = tmp_path / "pairs"
+    with FakeGemini() as fake:
+        fake.thoughts = {"vlm": 20000, "image": 30000}  # the VLM's prompt-writing call thinks too
+        result = generate(fake, lq_dir, out)
+    assert result.returncode == 0, result.stderr
+    per_photo = 0.067 + 2240 * 0.5e-6 + (250 + 50000) * 3e-6  # thinking is billed at the text output price
+    for row in last_rows(out).values():
+        assert row["usage"] == {"input_tokens": 2240, "text_output_tokens": 250, "image_output_tokens": 1290, "thinking_tokens": 50000}
+        assert row["cost_usd"] == pytest.approx(per_photo)
+    assert f", ${4 * per_photo:.2f}; all photos" in result.stdout  # the run's cost on the summary line
 
 
 def test_a_request_that_times_out_fails_after_bounded_retries(tmp_path, lq_dir):

@@ -267,3 +267,37 @@ def test_an_unreachable_server_stops_sending_and_the_pairs_go_to_review(env):
     scores = score(instance, lq, hq)
     assert all(u.startswith("judge error: ") for u in scores.unsure), scores.unsure
     assert "cannot reach http://127.0.0.1:9" in scores.unsure[-1] and instance.accounting()["requests"] == 2
+
+
+def test_thinking_tokens_are_billed_as_output_for_each_pair_and_the_run(env):
+    lq, hq = pairs(4)
+    with FakeJudge() as fake:
+        fake.usage = {"promptTokenCount": 3000, "candidatesTokenCount": 50, "thoughtsTokenCount": 4000}
+        instance = judge(fake)
+        scores = score(instance, lq[:2], hq[:2])
+        spent = instance.accounting()
+        fake.polls_while_running = 0
+        score(judge(fake, batch=True), lq[2:], hq[2:])
+        collected = judge(fake, batch=True).accounting()  # the job collected at setup, at half price
+    per_pair = (3000 * 0.5 + 4050 * 3.0) / 1e6
+    assert scores.values["output_tokens"] == [4050, 4050] and scores.values["cost_usd"] == pytest.approx([per_pair, per_pair])
+    assert spent["output_tokens"] == 2 * 4050 and spent["usd"] == pytest.approx(2 * per_pair)
+    assert collected["output_tokens"] == 2 * 4050 and collected["usd"] == pytest.approx(per_pair)
+
+
+@pytest.mark.parametrize(
+    "state, answered",
+    [("BATCH_STATE_FAILED", 0), ("BATCH_STATE_EXPIRED", 0), ("BATCH_STATE_CANCELLED", 1), ("JOB_STATE_PARTIALLY_SUCCEEDED", 2)],
+)
+def test_a_batch_job_that_ends_keeps_its_answers_and_only_the_rest_go_again(env, state, answered):
+    lq, hq = pairs(3)
+    with FakeJudge() as fake:
+        fake.polls_while_running = 0
+        fake.job_state, fake.answered_before_end = state, answered
+        score(judge(fake, batch=True), lq, hq)
+        collector = judge(fake, batch=True)
+        assert not collector.jobs.pending  # finished: never waited on again
+        again = score(collector, lq, hq)
+        assert len(fake.jobs["batches/job1"]["requests"]) == 3 - answered  # answers held are not bought twice
+    assert again.values["faithful"][:answered] == [1.0] * answered and again.unsure[:answered] == [None] * answered
+    assert again.unsure[answered:] == ["judge batch job batches/job1 submitted; run again later to collect"] * (3 - answered)
