@@ -45,7 +45,7 @@ RUNS = (
 
 def photo(name: str) -> np.ndarray:
     if name in ("motorcycle", "immunohistochemistry", "garden"):
-        import heldout
+        from benchmarks import heldout
 
         return heldout.photo(name)
     return planted.photo(name)
@@ -113,7 +113,8 @@ def make(out: Path) -> None:
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--plugins", default=WEIGHTS_FREE, show_default=True)
 def score(out: Path, plugins: str) -> None:
-    """Accepted keeps and rejected drops per split, with the fields that fired."""
+    """Keeps kept (accepted or sent to review) and drops caught (not accepted) per split, with
+    the fields that fired; a pair in review goes to a person, who can keep or drop it."""
     from ggtqc.results import RESULTS
     from ggtqc.rowlog import read_rows
 
@@ -123,11 +124,12 @@ def score(out: Path, plugins: str) -> None:
     for split in ("tune", "heldout"):
         for verdict in ("keep", "drop"):
             group = [(label, rows[label["id"]]) for label in labels if label["split"] == split and label["label"] == verdict]
-            right = [(row["verdict"] == "accept") == (verdict == "keep") for _, row in group]
-            fired = Counter(f for _, row in group for f in row.get("failed", []))
-            click.echo(f"{split} {verdict}: {sum(right)}/{len(right)} right; fired: {dict(fired.most_common(6))}")
+            right = [row["verdict"] in ("accept", "review") if verdict == "keep" else row["verdict"] != "accept" for _, row in group]
+            in_review = sum(row["verdict"] == "review" for _, row in group)
+            fired = Counter(f for _, row in group for f in row.get("failed", []) + row.get("review", []))
+            click.echo(f"{split} {verdict}: {sum(right)}/{len(right)} right, {in_review} of them in review; fired: {dict(fired.most_common(6))}")
         for label, row in ((label, rows[label["id"]]) for label in labels if label["split"] == split):
-            click.echo(f"  {label['id']:28} {label['label']:5} {label.get('defect') or '':16} {row['verdict']:7} {','.join(row.get('failed', []))}")
+            click.echo(f"  {label['id']:28} {label['label']:5} {label.get('defect') or '':16} {row['verdict']:7} {','.join(row.get('failed', []) + row.get('review', []))}")
 
 
 if __name__ == "__main__":
