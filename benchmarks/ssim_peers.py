@@ -1,7 +1,8 @@
 """The SSIM speed benchmarks' batch and peers, shared by test_ssim_speed.py and gpu_sweep.py.
 
-One uint8 LQ/HQ batch of real photos (HQ 1024 px, LQ 512 px), the two analysis sizes, and
-each peer library's SSIM called with the settings that reproduce ``ggtqc.kernels.ssim``.
+One uint8 LQ/HQ batch of real photos (HQ 1024 px, LQ 512 px, and LQ 256 px for the 4x
+cases), the analysis sizes, the reference and the OpenCV loop on uint8 or float32 input,
+and each peer library's SSIM called with the settings that reproduce ``ggtqc.kernels.ssim``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ HQ_SIDE = 1024
 SCALE = 2
 # Analysis resolution: the pooled planes are 256 px (factor 2) or 512 px (factor 1).
 FACTORS = {"at256": 2, "at512": 1}
+LQ4_SIDE = HQ_SIDE // 4  # the lq256 cases: a 4x pair, analysed at the LQ's 256 px
 CUDA = torch.cuda.is_available()
 LUMA_NP = np.asarray([[*LUMA]], np.float32)
 
@@ -36,17 +38,26 @@ def make_batch() -> tuple[np.ndarray, np.ndarray]:
 
 
 LQ, HQ = make_batch()
+LQ4 = np.stack([cv2.resize(lq, (LQ4_SIDE, LQ4_SIDE), interpolation=cv2.INTER_AREA) for lq in LQ])
+# name -> (LQ batch, pooling factor of the LQ)
+CASES = {"at256": (LQ, 2), "at512": (LQ, 1), "lq256_at256": (LQ4, 1)}
+_REFERENCES: dict[str, np.ndarray] = {}
 
 
-def skimage_reference(factor: int) -> np.ndarray:
-    return np.array([skimage_pair(LQ[i], HQ[i], factor) for i in range(BATCH)])
+def skimage_reference(case: str) -> np.ndarray:
+    if case not in _REFERENCES:
+        lq, factor = CASES[case]
+        _REFERENCES[case] = np.array([skimage_pair(lq[i], HQ[i], factor) for i in range(BATCH)])
+    return _REFERENCES[case]
 
 
 def numpy_planes(lq: np.ndarray, hq: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact area pooling and luma the way a careful OpenCV user writes it."""
+    """Exact area pooling and luma the way a careful OpenCV user writes it (uint8, or
+    float32 0..1 arrays, brought to the 0..255 scale on the small planes)."""
     size = (lq.shape[1] // factor, lq.shape[0] // factor)
-    x = cv2.transform(cv2.resize(lq.astype(np.float32), size, interpolation=cv2.INTER_AREA), LUMA_NP)
-    y = cv2.transform(cv2.resize(hq.astype(np.float32), size, interpolation=cv2.INTER_AREA), LUMA_NP)
+    luma = LUMA_NP if lq.dtype == np.uint8 else LUMA_NP * 255
+    x = cv2.transform(cv2.resize(lq.astype(np.float32), size, interpolation=cv2.INTER_AREA), luma)
+    y = cv2.transform(cv2.resize(hq.astype(np.float32), size, interpolation=cv2.INTER_AREA), luma)
     return x, y
 
 
@@ -70,7 +81,7 @@ def opencv_loop_pair(lq, hq, factor):
 def torch_planes(lq: torch.Tensor, hq: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
     weights = torch.tensor(LUMA, device=lq.device).view(1, 3, 1, 1)
     x = (F.avg_pool2d(lq.float(), factor) * weights).sum(1, keepdim=True)
-    y = (F.avg_pool2d(hq.float(), factor * SCALE) * weights).sum(1, keepdim=True)
+    y = (F.avg_pool2d(hq.float(), factor * (hq.shape[-1] // lq.shape[-1])) * weights).sum(1, keepdim=True)
     return x, y
 
 

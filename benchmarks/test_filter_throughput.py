@@ -40,4 +40,5 @@ def test_filter_ms_per_pair(benchmark, pairs, name, workers):
     benchmark.extra_info["workers"] = workers
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as executor:
         benchmark.pedantic(score_batch, args=(pairs, [stage], True, CPU, executor), rounds=3, warmup_rounds=1, iterations=1)
-    benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.mean / BATCH * 1000
+    if benchmark.stats is not None:  # None under --benchmark-disable, a smoke run of every case
+        benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.mean / BATCH * 1000

@@ -7,6 +7,8 @@ objects) and averages away what may legitimately differ.
 
 from __future__ import annotations
 
+import weakref
+
 import cv2
 import numpy as np
 
@@ -20,6 +22,7 @@ LAPLACIAN = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 # needs every pixel of precision, does not use this.
 CONTENT_SHARE = 0.5
 MIN_SIDE = 8  # px: a view smaller than this on either side is not analysed (its scores are NaN)
+SHARED_SIDE = 128  # px: views up to this size are computed once per decoded pair (small_pair)
 
 
 def common_size(lq: np.ndarray, side: int, max_share: float = 1.0) -> tuple[int, int]:
@@ -30,10 +33,36 @@ def common_size(lq: np.ndarray, side: int, max_share: float = 1.0) -> tuple[int,
 
 
 def small_pair(lq: np.ndarray, hq: np.ndarray, side: int, max_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Both images area-resized to the same size (see :func:`common_size`), float32 RGB 0..255."""
+    """Both images area-resized to the same size (see :func:`common_size`), float32 RGB 0..255.
+
+    Filters ask for the same views of a pair (``color`` and ``hallucination`` both take 64 px
+    views at half the LQ's size), and area-resizing a 1024 px HQ to a size it is not an
+    integer multiple of costs about 2 ms. So views of read-only images (the decoder's, which
+    every filter of a batch shares) up to ``SHARED_SIDE`` px are kept while those images
+    live and handed out again, read-only; other views are fresh, writable arrays.
+    """
     size = common_size(lq, side, max_share)
+    shareable = max(size) <= SHARED_SIDE and not lq.flags.writeable and not hq.flags.writeable
+    key = (id(lq), id(hq), size)
+    if shareable:
+        kept = _VIEWS.get(key)
+        if kept is not None and kept[0]() is lq and kept[1]() is hq:
+            return kept[2], kept[3]
     small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) for image in (lq, hq)]
+    if shareable:
+        for view in small:
+            view.flags.writeable = False
+
+        def forget(_, key=key):
+            _VIEWS.pop(key, None)
+
+        _VIEWS[key] = (weakref.ref(lq, forget), weakref.ref(hq, forget), small[0], small[1])
     return small[0], small[1]
+
+
+# (id(lq), id(hq), size) -> (weak references to lq and hq, the two views); an entry leaves
+# when either image is collected, and is checked against the images themselves on use.
+_VIEWS: dict[tuple[int, int, tuple[int, int]], tuple[weakref.ref, weakref.ref, np.ndarray, np.ndarray]] = {}
 
 
 def percentile(values: np.ndarray, q: float) -> float:

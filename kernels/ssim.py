@@ -1,6 +1,8 @@
 """Downsampled SSIM between LQ/HQ pairs: the definition, its torch reference, and dispatch.
 
-Definition, for ``lq`` uint8 ``[B, 3, h, w]`` and ``hq`` uint8 ``[B, 3, s*h, s*w]``:
+Definition, for ``lq`` ``[B, 3, h, w]`` and ``hq`` ``[B, 3, s*h, s*w]``, each either uint8
+(0..255) or floating point on the 0..1 scale (torchvision's convention; it is taken as the
+uint8 scale divided by 255, so a batch and ``batch / 255`` score the same):
 
 1. Area pooling: LQ is averaged over ``factor x factor`` blocks and HQ over
    ``s*factor`` blocks, so both become ``(h // factor) x (w // factor)`` planes (rows and
@@ -84,8 +86,10 @@ class Geometry:
 
 def check_inputs(lq: torch.Tensor, hq: torch.Tensor, factor: int, grid: int | None) -> Geometry:
     for name, t in (("lq", lq), ("hq", hq)):
-        if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must be a uint8 [B, 3, H, W] tensor, got {t.dtype} {list(t.shape)}")
+        if not (t.dtype == torch.uint8 or t.is_floating_point()) or t.dim() != 4 or t.shape[1] != 3:
+            raise ValueError(
+                f"{name} must be a uint8 or floating-point (0..1) [B, 3, H, W] tensor, got {t.dtype} {list(t.shape)}"
+            )
     if lq.shape[0] != hq.shape[0]:
         raise ValueError(f"lq and hq hold different batch sizes ({lq.shape[0]} and {hq.shape[0]})")
     if lq.device != hq.device:
@@ -128,7 +132,8 @@ def downsampled_ssim_terms(
 
         automatic = (impl or os.environ.get(IMPL_VARIABLE, "auto")) == "auto"
         try:
-            return ssim_triton(lq, hq, geometry)
+            # The kernel pools whatever it loads in float32: floats go in on the uint8 scale.
+            return ssim_triton(on_uint8_scale(lq), on_uint8_scale(hq), geometry)
         except Exception as error:  # compiler or driver trouble on this machine
             if not automatic:
                 raise
@@ -157,6 +162,11 @@ def _choose(impl: str | None, device: torch.device) -> str:
     return asked
 
 
+def on_uint8_scale(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as they are; floating-point (0..1) ones times 255, in float32."""
+    return images if images.dtype == torch.uint8 else images.float() * 255
+
+
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -169,9 +179,12 @@ def _interpreting() -> bool:
 
 
 def pooled_luma(images: torch.Tensor, block: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B, 3, H, W]`` uint8 -> ``[B, height, width]`` luma of ``block x block`` means."""
+    """``[B, 3, H, W]`` uint8 (or 0..1 float) -> ``[B, height, width]`` luma of ``block x block``
+    means, on the uint8 scale."""
     b = images.shape[0]
     x = images[:, :, : height * block, : width * block].to(dtype)
+    if images.is_floating_point():
+        x = x * 255
     x = x.reshape(b, 3, height, block, width, block).mean(dim=(3, 5))
     weights = torch.tensor(LUMA, dtype=dtype, device=images.device).view(1, 3, 1, 1)
     return (x * weights).sum(dim=1)

@@ -7,6 +7,12 @@ other block sizes take the generic area resize in float32. Luma and the 1/block*
 then apply to the small pooled planes. Pairs of a batch run in parallel threads (OpenCV
 releases the GIL).
 
+Floating-point input (0..1) is not converted at full size either: an interleaved image is
+turned into luma by one ``cvtColor`` pass (whose weights are the definition's), planes are
+pooled one by one, and halvings by 2x area resize (SIMD for one channel) pool the float
+planes, down to the small size where the 255 scale and the weights apply. float32 is read
+where it lies; other float types are converted to it first.
+
 Both memory layouts are read where they lie: a channels-last image is one interleaved
 ``(H, W, 3)`` array, and an NCHW image is three contiguous planes, each pooled on its own
 before the luma weights combine the small planes. No full-size transpose is made.
@@ -71,8 +77,10 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _image(image: torch.Tensor) -> np.ndarray:
-    """A ``[3, H, W]`` uint8 tensor as an array without copying where its layout allows:
-    ``(H, W, 3)`` for channels-last memory, ``(3, H, W)`` planes otherwise."""
+    """A ``[3, H, W]`` uint8 or float32 tensor as an array without copying where its layout
+    allows: ``(H, W, 3)`` for channels-last memory, ``(3, H, W)`` planes otherwise."""
+    if image.is_floating_point() and image.dtype != torch.float32:
+        image = image.float()  # float64, float16, bfloat16: one conversion, layout kept
     hwc = image.permute(1, 2, 0)
     if hwc.is_contiguous():
         return hwc.numpy()
@@ -82,7 +90,8 @@ def _image(image: torch.Tensor) -> np.ndarray:
 def ssim_pair(
     lq: np.ndarray, hq: np.ndarray, lq_block: int, hq_block: int, grid: int | None = None
 ) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
-    """SSIM and structure of one pair of uint8 ``(H, W, 3)`` images or ``(3, H, W)`` planes."""
+    """SSIM and structure of one pair of ``(H, W, 3)`` images or ``(3, H, W)`` planes, each
+    uint8 (0..255) or float (0..1)."""
     lq_height, lq_width = lq.shape[1:] if _planar(lq) else lq.shape[:2]
     height, width = lq_height // lq_block, lq_width // lq_block
     x = pooled_luma(lq, lq_block, height, width)
@@ -101,6 +110,8 @@ def pooled_luma(image: np.ndarray, block: int, height: int, width: int) -> np.nd
     Centring on mid-grey leaves every covariance unchanged and keeps float32 moments of
     bright or dark planes from cancelling.
     """
+    if image.dtype != np.uint8:
+        return _float_luma(image, block, height, width)
     if _planar(image):
         return _planar_luma(image, block, height, width)
     sums = block_sums(image[: height * block, : width * block], block)
@@ -121,6 +132,35 @@ def _planar_luma(planes: np.ndarray, block: int, height: int, width: int) -> np.
     pooled = [block_sums(plane[: height * block, : width * block], block) for plane in planes]
     luma = cv2.addWeighted(pooled[0], float(weights[0]), pooled[1], float(weights[1]), -128.0, dtype=cv2.CV_32F)
     return cv2.scaleAdd(pooled[2].astype(np.float32, copy=False), float(weights[2]), luma)
+
+
+def _float_luma(image: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+    """:func:`pooled_luma` of a float (0..1) image or planes: luma or planes pooled in float32."""
+    image = image.astype(np.float32, copy=False)
+    if _planar(image):
+        pooled = [block_means(plane[: height * block, : width * block], block) for plane in image]
+        luma = cv2.addWeighted(pooled[0], 255 * LUMA[0], pooled[1], 255 * LUMA[1], -128.0, dtype=cv2.CV_32F)
+        return cv2.scaleAdd(pooled[2], 255 * LUMA[2], luma)
+    # cvtColor's float RGB -> grey weights are the definition's 0.299, 0.587, 0.114.
+    grey = cv2.cvtColor(image[: height * block, : width * block], cv2.COLOR_RGB2GRAY)
+    luma = block_means(grey, block)
+    luma *= np.float32(255)
+    luma -= np.float32(128)
+    return luma
+
+
+def block_means(plane: np.ndarray, block: int) -> np.ndarray:
+    """Means over ``block x block`` blocks of a float32 plane whose sides are multiples of ``block``.
+
+    2x halvings first: OpenCV's 2x area resize of one float channel is vectorised, its
+    generic integer-factor path is not.
+    """
+    while block % 2 == 0:
+        plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        block //= 2
+    if block > 1:
+        plane = cv2.resize(plane, (plane.shape[1] // block, plane.shape[0] // block), interpolation=cv2.INTER_AREA)
+    return plane
 
 
 def block_sums(image: np.ndarray, block: int) -> np.ndarray:

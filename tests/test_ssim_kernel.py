@@ -76,6 +76,35 @@ def test_matches_skimage_on_real_photos(photo, size, scale, factor, kind, impl, 
     assert abs(got.item() - expected) < 1e-4, (got.item(), expected)
 
 
+@pytest.mark.parametrize("photo,size,scale,factor,kind", CASES[:4])
+@pytest.mark.parametrize(
+    "impl,layout,dtype",
+    [
+        ("opencv", "channels_last", torch.float32),
+        ("opencv", "nchw", torch.float32),
+        ("opencv", "nchw", torch.float64),
+        ("torch", "channels_last", torch.float32),
+    ],
+)
+def test_float_input_scores_as_its_uint8_original(photo, size, scale, factor, kind, impl, layout, dtype):
+    # Floats are on the 0..1 scale: a batch divided by 255 must score as the batch itself.
+    rng = np.random.default_rng(photo)
+    hq = cv2.resize(photos()[photo], (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    lq = degrade(hq, scale, kind, rng)
+    hq = hq[: lq.shape[0] * scale, : lq.shape[1] * scale]
+    lq_t, hq_t = tensors(lq, hq)
+    lq_f, hq_f = lq_t.to(dtype) / 255, hq_t.to(dtype) / 255
+    if layout == "nchw":
+        lq_f, hq_f = lq_f.contiguous(), hq_f.contiguous()
+    else:
+        assert lq_f.permute(0, 2, 3, 1).is_contiguous()
+    expected = downsampled_ssim_terms(lq_t, hq_t, factor, grid=4, impl="torch")
+    got = downsampled_ssim_terms(lq_f, hq_f, factor, grid=4, impl=impl)
+    assert abs(got.ssim.item() - skimage_ssim(lq, hq, factor)) < 1e-4
+    np.testing.assert_allclose(got.ssim.numpy(), expected.ssim.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got.structure_tiles.numpy(), expected.structure_tiles.numpy(), atol=1e-4)
+
+
 def test_cases_span_the_range_of_scores():
     # The comparison above is only meaningful if the cases are not all near 1.
     scores = []
@@ -155,6 +184,9 @@ def test_triton_kernel_matches_float64_reference(size, scale, factor, grid):
     assert torch.equal(repeat.ssim.cpu(), got.ssim) and torch.equal(repeat.structure.cpu(), got.structure)
     again = downsampled_ssim_terms(lq_t.to(DEVICE).contiguous(), hq_t.to(DEVICE).contiguous(), factor, grid=grid, impl="triton")
     np.testing.assert_allclose(again.ssim.cpu().numpy(), got.ssim.numpy(), rtol=0, atol=1e-6)
+    # Floats (0..1) go in as their uint8 originals.
+    floats = downsampled_ssim_terms(lq_t.to(DEVICE) / 255, hq_t.to(DEVICE) / 255, factor, grid=grid, impl="triton")
+    np.testing.assert_allclose(floats.ssim.cpu().numpy(), got.ssim.numpy(), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["opencv", "triton", "torch"])
@@ -174,8 +206,8 @@ def test_batched_equals_one_by_one(impl):
 
 def test_input_errors_say_what_is_wrong():
     lq = torch.zeros(1, 3, 40, 40, dtype=torch.uint8)
-    with pytest.raises(ValueError, match="uint8"):
-        downsampled_ssim(lq.float(), lq, 1)
+    with pytest.raises(ValueError, match="uint8 or floating-point"):
+        downsampled_ssim(lq.to(torch.int16), lq, 1)
     with pytest.raises(ValueError, match="not an integer multiple"):
         downsampled_ssim(lq, torch.zeros(1, 3, 60, 60, dtype=torch.uint8), 1)
     with pytest.raises(ValueError, match="smaller than the 11-px window"):
