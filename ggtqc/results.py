@@ -10,6 +10,7 @@
   this invocation's timings; rewritten at the end of every run.
 - ``heatmaps/<filter>/<id>.png``: where a filter that rejected a pair saw it disagree
   (brighter is worse); the row's ``heatmaps`` names the file.
+- ``shards/``: the Ray engine's finished shards and their markers (``ggtqc.engines.ray``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HEATMAPS = "heatmaps"
 HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
+SHARDS = "shards"
 ROW_SCHEMA = 2
 """Row schema 2 added the ``review`` verdict and the ``review``, ``unsure`` and ``errors``
 keys; schema 1 rows (no ``row_schema`` in run.json) have accept, reject and error only and
@@ -51,6 +53,7 @@ class ResultsLog:
             for name in (RESULTS, RUN, SUMMARY):
                 (out / name).unlink(missing_ok=True)
             shutil.rmtree(out / HEATMAPS, ignore_errors=True)
+            shutil.rmtree(out / SHARDS, ignore_errors=True)
         if run_path.exists():
             previous = json.loads(run_path.read_text(encoding="utf-8"))
             if previous != run_config:
@@ -76,18 +79,7 @@ class ResultsLog:
 
     def save_heatmap(self, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
         """Write a filter's disagreement map as a colour PNG; return its path relative to out."""
-        relative = f"{HEATMAPS}/{filter_name}/{pair_id}.png"
-        path = self.out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scaled = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0, 1)
-        height, width = scaled.shape
-        zoom = HEATMAP_SIDE / max(height, width)
-        scaled = cv2.resize(scaled, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_LINEAR)
-        ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
-        if not ok:
-            raise OSError(f"could not encode the heatmap of {pair_id}")
-        write_atomic(path, encoded.tobytes())
-        return relative
+        return save_heatmap(self.out, filter_name, pair_id, heatmap)
 
     def rows(self) -> Iterator[dict[str, Any]]:
         return self.log.rows()
@@ -96,6 +88,24 @@ class ResultsLog:
         summary = {**count_rows(self.rows()), **extra}
         write_atomic(self.out / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
         return summary
+
+
+def save_heatmap(out: Path, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
+    """Write a filter's disagreement map under ``out`` as a colour PNG; return its path
+    relative to ``out``. A module function, so a Ray worker writes the same file the local
+    runner would."""
+    relative = f"{HEATMAPS}/{filter_name}/{pair_id}.png"
+    path = out / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scaled = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0, 1)
+    height, width = scaled.shape
+    zoom = HEATMAP_SIDE / max(height, width)
+    scaled = cv2.resize(scaled, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_LINEAR)
+    ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
+    if not ok:
+        raise OSError(f"could not encode the heatmap of {pair_id}")
+    write_atomic(path, encoded.tobytes())
+    return relative
 
 
 def error_kind(reason: str) -> str:
