@@ -76,9 +76,9 @@ def cli() -> None:
 @click.option("--max-file-mb", default=DecodeLimits.max_bytes // 2**20, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Refuse larger files.")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES), help="local: this machine's processes; ray: Ray Data, in resumable shards (pip install 'ggtqc[ray]'; docs/ray.md).")
 @click.option("--ray-address", help="Ray cluster to join (as RAY_ADDRESS).  [default: RAY_ADDRESS, else a local Ray]")
-@click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1), help="--engine ray: pairs per shard, the unit a rerun skips or redoes.")
+@click.option("--ray-shard-size", "shard_size", default=256, show_default=True, type=click.IntRange(min=1), help="--engine ray: pairs per shard, the unit a rerun skips or redoes.")
 @click.option("--ray-pool", type=click.IntRange(min=1), show_default="the cluster's CPUs / --workers, or its GPUs", help="--engine ray: most tasks or actors at once.")
-@click.option("--gpus-per-actor", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="--engine ray on GPUs: GPUs each actor holds (0.5: two actors share one).")
+@click.option("--ray-gpus-per-actor", "gpus_per_actor", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="--engine ray on GPUs: GPUs each actor holds (0.5: two actors share one).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def filter_command(
     pairs: Path | None,

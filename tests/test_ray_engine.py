@@ -154,7 +154,7 @@ def test_killed_driver_resumes_to_the_same_rows_and_skips_finished_shards(tmp_pa
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "killed"
-    ray_args = [*common, "--engine", "ray", "--shard-size", "8", "--out", str(out)]
+    ray_args = [*common, "--engine", "ray", "--ray-shard-size", "8", "--out", str(out)]
     process = subprocess.Popen([str(GGTQC), *ray_args], env={**os.environ, **plugin_env}, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
