@@ -34,7 +34,7 @@ from ggtqc.export import check_export_dir, export_accepted
 from ggtqc.host import Entry, Host, PluginError, load_host, select_filters
 from ggtqc.images import DecodeError, DecodeLimits, decode_image
 from ggtqc.pairs import Naming, Pair, discover
-from ggtqc.results import ROW_SCHEMA, ResultsLog
+from ggtqc.results import ROW_SCHEMA, ResultsLog, check_parquet, write_parquet
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, score_batch, spent_text
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def filter_pairs(
     host: Host | None = None,
     engine: str = "local",
     ray: RaySettings | None = None,
+    parquet: bool = False,
 ) -> dict[str, Any]:
     """Score and decide every pair in ``pairs`` and write the results to ``out``; return the
     summary (what ``out/summary.json`` holds).
@@ -123,7 +124,8 @@ def filter_pairs(
 
     ``engine="ray"`` scores on Ray Data (``ggtqc.engines.ray``) in resumable shards, with
     ``ray`` (a :class:`~ggtqc.engines.ray.RaySettings`) saying where and how; the rows are
-    those of the local engine. There ``processes`` is unused and ``workers`` (default 1) is
+    those of the local engine. ``parquet`` also writes the rows as ``out/results.parquet``
+    (pyarrow). With the Ray engine, ``processes`` is unused and ``workers`` (default 1) is
     the CPUs and threads of each Ray task. Without Ray installed it raises
     :class:`~ggtqc.engines.EngineError` saying what to install.
     """
@@ -148,6 +150,8 @@ def filter_pairs(
     export_dir = Path(export) if export is not None else None
     if export_dir is not None:
         check_export_dir(export_dir)
+    if parquet:
+        check_parquet()
 
     limits = limits or DecodeLimits()
     run_config = {
@@ -198,6 +202,8 @@ def filter_pairs(
         "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
         "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
     }
+    if parquet:
+        write_parquet(out)
     if export_dir is not None:
         extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), root, export_dir)}
     return log.write_summary(extra)

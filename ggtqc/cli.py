@@ -29,10 +29,10 @@ from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Naming, PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import RESULTS, VERDICTS, ResumeError, error_kind
+from ggtqc.results import RESULTS, VERDICTS, ParquetError, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
-USER_ERRORS = (EngineError, CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (EngineError, ParquetError, CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -79,6 +79,7 @@ def cli() -> None:
 @click.option("--ray-shard-size", "shard_size", default=256, show_default=True, type=click.IntRange(min=1), help="--engine ray: pairs per shard, the unit a rerun skips or redoes.")
 @click.option("--ray-pool", type=click.IntRange(min=1), show_default="the cluster's CPUs / --workers, or its GPUs", help="--engine ray: most tasks or actors at once.")
 @click.option("--ray-gpus-per-actor", "gpus_per_actor", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="--engine ray on GPUs: GPUs each actor holds (0.5: two actors share one).")
+@click.option("--parquet", is_flag=True, help="Also write the rows as --out/results.parquet (needs pyarrow).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def filter_command(
     pairs: Path | None,
@@ -102,6 +103,7 @@ def filter_command(
     shard_size: int,
     ray_pool: int | None,
     gpus_per_actor: float,
+    parquet: bool,
     quiet: bool,
 ) -> None:
     """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/) and write verdicts to --out."""
@@ -123,7 +125,7 @@ def filter_command(
             pairs or pairs_file, out, plugins, config_path,
             device=device, batch_size=batch_size, processes=processes, workers=workers, all_scores=all_scores,
             fresh=fresh, export=export_dir, limits=DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20)),
-            naming=Naming(lq_template, hq_template), progress=progress, host=host, engine=engine, ray=ray_settings,
+            naming=Naming(lq_template, hq_template), progress=progress, host=host, engine=engine, ray=ray_settings, parquet=parquet,
         )  # fmt: skip
     finally:
         if progress:

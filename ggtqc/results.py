@@ -10,12 +10,16 @@
   this invocation's timings; rewritten at the end of every run.
 - ``heatmaps/<filter>/<id>.png``: where a filter that rejected a pair saw it disagree
   (brighter is worse); the row's ``heatmaps`` names the file.
+- ``results.parquet`` (``--parquet``): the same rows as a Parquet table, for dataframe
+  tools; rewritten from ``results.jsonl`` at the end of each ``filter`` run that asks for it
+  (``ggtqc decide`` leaves it as it was).
 - ``shards/``: the Ray engine's finished shards and their markers (``ggtqc.engines.ray``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +37,7 @@ HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
 SHARDS = "shards"
+PARQUET = "results.parquet"
 ROW_SCHEMA = 2
 """Row schema 2 added the ``review`` verdict and the ``review``, ``unsure`` and ``errors``
 keys; schema 1 rows (no ``row_schema`` in run.json) have accept, reject and error only and
@@ -50,7 +55,7 @@ class ResultsLog:
         out.mkdir(parents=True, exist_ok=True)
         run_path = out / RUN
         if fresh:
-            for name in (RESULTS, RUN, SUMMARY):
+            for name in (RESULTS, RUN, SUMMARY, PARQUET):
                 (out / name).unlink(missing_ok=True)
             shutil.rmtree(out / HEATMAPS, ignore_errors=True)
             shutil.rmtree(out / SHARDS, ignore_errors=True)
@@ -106,6 +111,35 @@ def save_heatmap(out: Path, filter_name: str, pair_id: str, heatmap: np.ndarray)
         raise OSError(f"could not encode the heatmap of {pair_id}")
     write_atomic(path, encoded.tobytes())
     return relative
+
+
+def check_parquet() -> None:
+    """Raise :class:`ParquetError` before any work if Parquet cannot be written."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ParquetError("--parquet needs pyarrow: pip install pyarrow (or 'ggtqc[hf]')") from None
+
+
+class ParquetError(Exception):
+    """Parquet was asked for and cannot be written; the message says what to install."""
+
+
+def write_parquet(out: Path) -> Path:
+    """Write ``out/results.jsonl`` as ``out/results.parquet``, one row per pair, through a
+    temporary file and a rename. Scores become a struct per filter; a field no pair got a
+    number for has Arrow's null type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ggtqc.rowlog import read_rows
+
+    table = pa.Table.from_pylist(list(read_rows(out / RESULTS)))
+    path = out / PARQUET
+    tmp = path.with_name(f".{path.name}.part")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def error_kind(reason: str) -> str:

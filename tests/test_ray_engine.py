@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet
 import pytest
 
 import ggtqc
@@ -54,8 +55,12 @@ def rows(out: Path) -> list[dict]:
 
 def test_example_pairs_give_the_local_engines_rows_byte_for_byte(tmp_path, local_ray):
     local = ggtqc.filter_pairs(EXAMPLES, tmp_path / "local", "all,-clip", device="cpu")
-    on_ray = ggtqc.filter_pairs(EXAMPLES, tmp_path / "ray", "all,-clip", device="cpu", engine="ray", ray=RaySettings(shard_size=3))
+    on_ray = ggtqc.filter_pairs(EXAMPLES, tmp_path / "ray", "all,-clip", device="cpu", engine="ray", ray=RaySettings(shard_size=3), parquet=True)
     assert results(tmp_path / "ray") == results(tmp_path / "local")
+    table = pyarrow.parquet.read_table(tmp_path / "ray" / "results.parquet").to_pylist()
+    assert [(r["id"], r["verdict"], r["reasons"]) for r in table] == [(r["id"], r["verdict"], r["reasons"]) for r in rows(tmp_path / "ray")]
+    k, scored = next((k, r) for k, r in enumerate(rows(tmp_path / "ray")) if "ssim" in r["scores"])
+    assert table[k]["scores"]["ssim"] == scored["scores"]["ssim"]
     assert on_ray["verdicts"] == local["verdicts"] and set(on_ray["verdicts"].values()) != {0}
     assert on_ray["engine"] == "ray"
     heatmaps = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / "heatmaps").rglob("*.png"))
