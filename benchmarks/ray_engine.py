@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-2core-ray.md"))
     options = parser.parse_args()
     cores = os.cpu_count() or 1
+    load = [os.getloadavg()[0]]  # other jobs on a shared machine: stated beside the numbers
     with tempfile.TemporaryDirectory() as scratch:
         pairs = Path(scratch) / "pairs"
         make_pairs(pairs, options.pairs)
@@ -85,21 +86,23 @@ def main() -> None:
             rows = (Path(scratch) / key / "results.jsonl").read_bytes()
             reference = reference or rows
             results.append({"case": name, "wall": walls, "run": runs, "same_rows": rows == reference})
+            load.append(os.getloadavg()[0])
             print(f"{name}: wall {min(walls):.1f} s, run {min(runs):.1f} s, same rows as local: {rows == reference}", flush=True)
         last = cases[-1]
         wall, run = timed([a for a in last[1] if a != "--fresh"], Path(scratch) / last[2])
         same = (Path(scratch) / last[2] / "results.jsonl").read_bytes() == reference
         results.append({"case": "ray rerun, every shard finished", "wall": [wall], "run": [run], "same_rows": same})
-    write(options, results, cores)
+    write(options, results, cores, load)
 
 
-def write(options, results: list[dict], cores: int) -> None:
+def write(options, results: list[dict], cores: int, load: list[float]) -> None:
     n = options.pairs
     lines = [
         f"# Ray engine against the local engine: {n} pairs, `--plugins {options.plugins} --all-scores`",
         "",
         f"Machine: {platform.machine()} {cores} cores ({platform.processor() or 'CPU'}), no GPU, shared with other jobs; "
         f"Python {platform.python_version()}. Written by `benchmarks/ray_engine.py --pairs {n} --rounds {options.rounds}`.",
+        f"Load average (1 min) at the start and after each case: {', '.join(f'{x:.1f}' for x in load)}.",
         f"Best of {options.rounds} rounds. wall: the command, start-up included; run: the scoring loop (summary.json).",
         "",
         "| case | wall s | run s | ms per pair (run) | pairs/s (wall) | rows identical to local |",

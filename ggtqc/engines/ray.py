@@ -142,28 +142,6 @@ def plan(pairs: Sequence[Pair], shard_size: int) -> list[Shard]:
     return [Shard(k, chunk) for k, chunk in enumerate(chunks(pairs, shard_size))]
 
 
-def pair_to_json(pair: Pair) -> dict[str, Any]:
-    return {
-        "id": pair.id,
-        "lq": None if pair.lq is None else str(pair.lq),
-        "hq": None if pair.hq is None else str(pair.hq),
-        "root": str(pair.root),
-        "error": pair.error,
-        "matched": pair.matched,
-    }
-
-
-def pair_from_json(item: dict[str, Any]) -> Pair:
-    return Pair(
-        item["id"],
-        None if item["lq"] is None else Path(item["lq"]),
-        None if item["hq"] is None else Path(item["hq"]),
-        Path(item["root"]),
-        item["error"],
-        item["matched"],
-    )
-
-
 class ShardStore:
     """The ``shards/`` folder of one run configuration: which shards are finished, their
     rows, and the merge into ``results.jsonl``."""
@@ -241,8 +219,8 @@ class ShardScorer:
     """Scores whole shards inside a Ray worker: the filters are set up once, in
     ``__init__``, so an actor of a pool loads its models once for all its shards.
 
-    Called by Ray Data with a batch of shard descriptions (``shard``: index, ``pairs``: the
-    pairs as JSON) and returns, per shard, its index, row count, verdict counts and the
+    Called by Ray Data with a batch of shard descriptions (``shard``: index, ``pairs``: its
+    pickled pairs) and returns, per shard, its index, row count, verdict counts and the
     filters' timings; the rows themselves go to the shards folder.
     """
 
@@ -261,7 +239,7 @@ class ShardScorer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         result: dict[str, list[Any]] = {"shard": [], "rows": [], "timings": []}
         for index, pairs in zip(batch["shard"], batch["pairs"]):
-            shard = Shard(int(index), [pair_from_json(item) for item in json.loads(str(pairs))])
+            shard = Shard(int(index), pickle.loads(pairs))
             timings = self.score_shard(shard)
             result["shard"].append(shard.index)
             result["rows"].append(len(shard.pairs))
@@ -382,7 +360,8 @@ class RayEngine:
         finishes; then write ``results.jsonl`` from all shards."""
         if self.todo:
             dataset = self.ray.data.from_items(
-                [{"shard": s.index, "pairs": json.dumps([pair_to_json(p) for p in s.pairs])} for s in self.todo],
+                # pairs pickled whole: paths and whatever else a Pair carries, never image data
+                [{"shard": s.index, "pairs": pickle.dumps(s.pairs)} for s in self.todo],
                 override_num_blocks=len(self.todo),  # one shard a block, so shards spread over the workers
             )
             mapped = dataset.map_batches(batch_size=1, batch_format="numpy", **self._map_args(stages, options, device))
