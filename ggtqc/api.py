@@ -202,6 +202,8 @@ def filter_pairs(
         "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
         "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
     }
+    if ray_engine is not None:
+        extra["ray"] = ray_engine.describe()
     if parquet:
         write_parquet(out)
     if export_dir is not None:

@@ -129,6 +129,18 @@ def test_a_worker_that_dies_on_a_pair_is_retried_and_only_that_pair_gets_an_erro
             assert row["verdict"] == local[row["id"]]["verdict"]
 
 
+def test_an_existing_cluster_is_joined_by_address_or_by_RAY_ADDRESS(tmp_path, local_ray):
+    address = local_ray.get_runtime_context().gcs_address
+    ggtqc.filter_pairs(EXAMPLES, tmp_path / "local", "resolution,ssim", device="cpu")
+    for name, extra, env in (("flag", ["--ray-address", address], {}), ("env", [], {"RAY_ADDRESS": address})):
+        result = run_cli("filter", str(EXAMPLES), "-q", "-p", "resolution,ssim", "--engine", "ray", "--out", str(tmp_path / name), *extra, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # Ray's own notices kept off the terminal
+        assert results(tmp_path / name) == results(tmp_path / "local")
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["ray"]["address"] == address  # this module's cluster: a new local Ray would listen elsewhere
+
+
 def test_a_shard_counts_as_finished_only_with_its_configuration_pairs_and_every_row(tmp_path):
     pairs = [Pair(f"p{k}", tmp_path / f"l{k}.png", tmp_path / f"h{k}.png", tmp_path) for k in range(5)]
     shards = plan(pairs, 2)

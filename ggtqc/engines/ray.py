@@ -340,6 +340,19 @@ class RayEngine:
             return torch.device("cuda")
         return torch.device("cpu")
 
+    def describe(self) -> dict[str, Any]:
+        """Where the run went, for ``summary.json``: the cluster's address, nodes, CPUs and
+        GPUs, and the shard size."""
+        resources = self.ray.cluster_resources()
+        return {
+            "address": self.ray.get_runtime_context().gcs_address,
+            "nodes": sum(1 for node in self.ray.nodes() if node.get("Alive")),
+            "cpus": resources.get("CPU", 0),
+            "gpus": resources.get("GPU", 0),
+            "shard_size": self.settings.shard_size,
+            "shards": len(self.shards),
+        }
+
     def prepare(self, pairs: Sequence[Pair], out: Path, results: Path, run_config: dict[str, Any]) -> int:
         """Cut the manifest into shards and find those finished; return how many pairs they hold."""
         self.store = ShardStore(out, config_hash(run_config, self.settings.shard_size))
