@@ -141,6 +141,58 @@ def test_an_existing_cluster_is_joined_by_address_or_by_RAY_ADDRESS(tmp_path, lo
         assert summary["ray"]["address"] == address  # this module's cluster: a new local Ray would listen elsewhere
 
 
+class FakeCluster:
+    """Ray's cluster queries answered with given resources; Ray Data's real strategy classes."""
+
+    def __init__(self, ray, resources):
+        self.data = ray.data
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+
+@pytest.mark.parametrize(
+    "resources,plugins,device,want",
+    [
+        ({"CPU": 8}, "resolution,ssim", "auto", ("cpu", "TaskPoolStrategy", None, None)),
+        ({"CPU": 8}, "resolution,clip", "auto", ("cpu", "ActorPoolStrategy", 4, None)),  # models load once per actor
+        ({"CPU": 8, "GPU": 2}, "resolution,geometry", "auto", ("cpu", "TaskPoolStrategy", None, None)),  # no filter uses a GPU
+        ({"CPU": 8, "GPU": 2}, "resolution,ssim,iqa", "auto", ("cuda", "ActorPoolStrategy", 4, 0.5)),
+        ({"CPU": 8, "GPU": 2}, "resolution,ssim", "cpu", ("cpu", "TaskPoolStrategy", None, None)),
+    ],
+)
+def test_placement_tasks_for_weights_free_filters_actor_pools_for_models_and_gpus(tmp_path, resources, plugins, device, want):
+    ray = pytest.importorskip("ray")
+    from ggtqc.api import build_stages
+    from ggtqc.engines.ray import RayEngine
+    from ggtqc.runner import RunOptions
+
+    available = load_host().filters()
+    stages = build_stages(plugins.split(","), available)
+    engine = RayEngine.__new__(RayEngine)  # no connection: the cluster is faked
+    engine.ray = FakeCluster(ray, resources)
+    engine.settings = RaySettings(gpus_per_actor=0.5)
+    engine.store = ShardStore(tmp_path, "c0ffee")
+    chosen = engine.device(device, stages)
+    args = engine._map_args(stages, RunOptions(workers=2), chosen)
+    strategy = args["compute"]
+    assert (chosen.type, type(strategy).__name__, getattr(strategy, "max_size", None), args.get("num_gpus")) == want
+    assert args["num_cpus"] == 2
+
+
+def test_cuda_on_a_cluster_without_gpus_is_refused_before_any_work():
+    ray = pytest.importorskip("ray")
+    from ggtqc.api import build_stages
+    from ggtqc.engines.ray import RayEngine
+    from ggtqc.host import PluginError
+
+    engine = RayEngine.__new__(RayEngine)
+    engine.ray = FakeCluster(ray, {"CPU": 8})
+    with pytest.raises(PluginError, match="the Ray cluster has no GPUs; use --device cpu"):
+        engine.device("cuda", build_stages(["ssim"], load_host().filters()))
+
+
 def test_a_shard_counts_as_finished_only_with_its_configuration_pairs_and_every_row(tmp_path):
     pairs = [Pair(f"p{k}", tmp_path / f"l{k}.png", tmp_path / f"h{k}.png", tmp_path) for k in range(5)]
     shards = plan(pairs, 2)
