@@ -22,19 +22,23 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 
 from ggtqc.batch import LoadedPair
 from ggtqc.config import FilterConfig, load_config
+from ggtqc.engines import ENGINES
 from ggtqc.export import check_export_dir, export_accepted
 from ggtqc.host import Entry, Host, PluginError, load_host, select_filters
 from ggtqc.images import DecodeError, DecodeLimits, decode_image
 from ggtqc.pairs import Naming, Pair, discover
-from ggtqc.results import ROW_SCHEMA, ResultsLog
+from ggtqc.results import ROW_SCHEMA, ResultsLog, check_parquet, write_parquet
 from ggtqc.runner import RunOptions, Stage, check_ready, resolve_device, run, score_batch, spent_text
+
+if TYPE_CHECKING:
+    from ggtqc.engines.ray import RaySettings
 
 Config = Union[str, os.PathLike, Mapping[str, Any], None]
 """A TOML file of thresholds, margins and options, or a mapping of the same tables."""
@@ -102,6 +106,9 @@ def filter_pairs(
     naming: Naming | None = None,
     progress: ProgressCallback | None = None,
     host: Host | None = None,
+    engine: str = "local",
+    ray: RaySettings | None = None,
+    parquet: bool = False,
 ) -> dict[str, Any]:
     """Score and decide every pair in ``pairs`` and write the results to ``out``; return the
     summary (what ``out/summary.json`` holds).
@@ -114,6 +121,13 @@ def filter_pairs(
     ``out`` holds rows of the same configuration resumes; ``fresh`` starts over. ``naming``
     gives file-name templates of a pairs folder (``Naming(lq="{}x4")``); without it, files
     pair by name, then by the common conventions (``ggtqc.pairs``).
+
+    ``engine="ray"`` scores on Ray Data (``ggtqc.engines.ray``) in resumable shards, with
+    ``ray`` (a :class:`~ggtqc.engines.ray.RaySettings`) saying where and how; the rows are
+    those of the local engine. ``parquet`` also writes the rows as ``out/results.parquet``
+    (pyarrow). With the Ray engine, ``processes`` is unused and ``workers`` (default 1) is
+    the CPUs and threads of each Ray task. Without Ray installed it raises
+    :class:`~ggtqc.engines.EngineError` saying what to install.
     """
     source = Path(pairs).resolve()
     found = discover(source, naming)
@@ -122,11 +136,22 @@ def filter_pairs(
     available = host.filters()
     selection = plugins.replace(" ", "") if isinstance(plugins, str) else ",".join(plugins)
     stages = build_stages(select_filters(selection, available), available, config)
-    torch_device = resolve_device(device)
+    if engine not in ENGINES:
+        raise PluginError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    ray_engine = None
+    if engine == "ray":
+        from ggtqc.engines.ray import RayEngine, RaySettings
+
+        ray_engine = RayEngine(ray or RaySettings())
+        torch_device = ray_engine.device(device, stages)
+    else:
+        torch_device = resolve_device(device)
     check_ready(stages, torch_device, selection)
     export_dir = Path(export) if export is not None else None
     if export_dir is not None:
         check_export_dir(export_dir)
+    if parquet:
+        check_parquet()
 
     limits = limits or DecodeLimits()
     run_config = {
@@ -141,7 +166,11 @@ def filter_pairs(
         run_config["naming"] = {"lq": naming.lq, "hq": naming.hq}
     out = Path(out)
     log = ResultsLog(out, run_config, fresh=fresh)
-    done_before = sum(1 for p in found if p.id in log.done)
+    if ray_engine is not None:
+        done_before = ray_engine.prepare(found, out, log.path, run_config)
+        workers = workers or 1
+    else:
+        done_before = sum(1 for p in found if p.id in log.done)
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // processes)
     options = RunOptions(batch_size=batch_size, workers=workers, processes=processes, all_scores=all_scores, limits=limits)
@@ -158,7 +187,10 @@ def filter_pairs(
     if progress is not None:
         progress([], done, len(found))
     started = time.perf_counter()
-    run(found, stages, log, options, torch_device, on_batch=on_batch)
+    if ray_engine is not None:
+        ray_engine.run(stages, options, torch_device, on_batch=on_batch)
+    else:
+        run(found, stages, log, options, torch_device, on_batch=on_batch)
 
     from ggtqc import __version__
 
@@ -166,9 +198,14 @@ def filter_pairs(
         "ggtqc_version": __version__,
         "input": str(source),
         "device": str(torch_device),
+        "engine": engine,
         "filters": {s.name: {**s.describe(), "seconds": round(s.seconds, 3), "pairs_scored": s.pairs, **({"spent": s.spent} if s.spent else {})} for s in stages},
         "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
     }
+    if ray_engine is not None:
+        extra["ray"] = ray_engine.describe()
+    if parquet:
+        write_parquet(out)
     if export_dir is not None:
         extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), root, export_dir)}
     return log.write_summary(extra)

@@ -22,16 +22,17 @@ from ggtqc.calibrate import CalibrateError, calibrate, thresholds_toml
 from ggtqc.compare import CompareError
 from ggtqc.config import ConfigError
 from ggtqc.decide import DecideError, Rules, decide_run, read_run, redecide, run_filters_with
+from ggtqc.engines import ENGINES, EngineError
 from ggtqc.export import FORMATS, ExportError, export_run, parse_verdicts
 from ggtqc.host import PluginError, load_host, select_filters
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Naming, PairsError, discover
 from ggtqc.progress import Progress
 from ggtqc.report import ReportError, write_report
-from ggtqc.results import RESULTS, VERDICTS, ResumeError, error_kind
+from ggtqc.results import RESULTS, VERDICTS, ParquetError, ResumeError, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
-USER_ERRORS = (CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
+USER_ERRORS = (EngineError, ParquetError, CalibrateError, CompareError, DecideError, ConfigError, PairsError, PluginError, ResumeError, ExportError, LogError, ReportError)
 INTERRUPTED = "ggtqc: interrupted; rows written so far are kept, run the same command again to resume"
 
 
@@ -44,6 +45,7 @@ Environment variables:
   GGTQC_SSIM_IMPL     triton|opencv|torch: force one SSIM kernel (fails if it
                       cannot run) [default: chosen by device]
   GGTQC_DEBUG         1: show tracebacks of failed runs
+  RAY_ADDRESS         the Ray cluster 'filter --engine ray' joins
   GEMINI_API_KEY      read by the Gemini SDK (generate, the VLM judge); never
                       stored or printed by ggtqc
 """
@@ -72,6 +74,12 @@ def cli() -> None:
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Link accepted pairs into DIR/lq and DIR/hq.")
 @click.option("--max-pixels", default=DecodeLimits.max_pixels, show_default=True, type=click.IntRange(min=1), help="Refuse images with more pixels.")
 @click.option("--max-file-mb", default=DecodeLimits.max_bytes // 2**20, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Refuse larger files.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(ENGINES), help="local: this machine's processes; ray: Ray Data, in resumable shards (pip install 'ggtqc[ray]'; docs/ray.md).")
+@click.option("--ray-address", help="Ray cluster to join (as RAY_ADDRESS).  [default: RAY_ADDRESS, else a local Ray]")
+@click.option("--ray-shard-size", "shard_size", default=256, show_default=True, type=click.IntRange(min=1), help="--engine ray: pairs per shard, the unit a rerun skips or redoes.")
+@click.option("--ray-pool", type=click.IntRange(min=1), show_default="the cluster's CPUs / --workers, or its GPUs", help="--engine ray: most tasks or actors at once.")
+@click.option("--ray-gpus-per-actor", "gpus_per_actor", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="--engine ray on GPUs: GPUs each actor holds (0.5: two actors share one).")
+@click.option("--parquet", is_flag=True, help="Also write the rows as --out/results.parquet (needs pyarrow).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def filter_command(
     pairs: Path | None,
@@ -90,6 +98,12 @@ def filter_command(
     export_dir: Path | None,
     max_pixels: int,
     max_file_mb: float,
+    engine: str,
+    ray_address: str | None,
+    shard_size: int,
+    ray_pool: int | None,
+    gpus_per_actor: float,
+    parquet: bool,
     quiet: bool,
 ) -> None:
     """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/) and write verdicts to --out."""
@@ -98,13 +112,20 @@ def filter_command(
     host = load_host()
     for name, reason in host.failures.items():
         click.echo(f"warning: plugin {name!r} failed to load: {reason}", err=True)
+    ray_settings = None
+    if engine == "ray":
+        from ggtqc.engines.ray import RaySettings
+
+        ray_settings = RaySettings(ray_address, shard_size, ray_pool, gpus_per_actor)
+    elif ray_address or ray_pool:
+        raise click.UsageError("--ray-address and --ray-pool need --engine ray")
     progress = Progress() if not quiet else None
     try:
         summary = api.filter_pairs(
             pairs or pairs_file, out, plugins, config_path,
             device=device, batch_size=batch_size, processes=processes, workers=workers, all_scores=all_scores,
             fresh=fresh, export=export_dir, limits=DecodeLimits(max_pixels=max_pixels, max_bytes=int(max_file_mb * 2**20)),
-            naming=Naming(lq_template, hq_template), progress=progress, host=host,
+            naming=Naming(lq_template, hq_template), progress=progress, host=host, engine=engine, ray=ray_settings, parquet=parquet,
         )  # fmt: skip
     finally:
         if progress:

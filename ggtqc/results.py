@@ -10,11 +10,16 @@
   this invocation's timings; rewritten at the end of every run.
 - ``heatmaps/<filter>/<id>.png``: where a filter that rejected a pair saw it disagree
   (brighter is worse); the row's ``heatmaps`` names the file.
+- ``results.parquet`` (``--parquet``): the same rows as a Parquet table, for dataframe
+  tools; rewritten from ``results.jsonl`` at the end of each ``filter`` run that asks for it
+  (``ggtqc decide`` leaves it as it was).
+- ``shards/``: the Ray engine's finished shards and their markers (``ggtqc.engines.ray``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +36,8 @@ HEATMAPS = "heatmaps"
 HEATMAP_SIDE = 256
 RUN = "run.json"
 SUMMARY = "summary.json"
+SHARDS = "shards"
+PARQUET = "results.parquet"
 ROW_SCHEMA = 2
 """Row schema 2 added the ``review`` verdict and the ``review``, ``unsure`` and ``errors``
 keys; schema 1 rows (no ``row_schema`` in run.json) have accept, reject and error only and
@@ -48,9 +55,10 @@ class ResultsLog:
         out.mkdir(parents=True, exist_ok=True)
         run_path = out / RUN
         if fresh:
-            for name in (RESULTS, RUN, SUMMARY):
+            for name in (RESULTS, RUN, SUMMARY, PARQUET):
                 (out / name).unlink(missing_ok=True)
             shutil.rmtree(out / HEATMAPS, ignore_errors=True)
+            shutil.rmtree(out / SHARDS, ignore_errors=True)
         if run_path.exists():
             previous = json.loads(run_path.read_text(encoding="utf-8"))
             if previous != run_config:
@@ -76,18 +84,7 @@ class ResultsLog:
 
     def save_heatmap(self, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
         """Write a filter's disagreement map as a colour PNG; return its path relative to out."""
-        relative = f"{HEATMAPS}/{filter_name}/{pair_id}.png"
-        path = self.out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        scaled = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0, 1)
-        height, width = scaled.shape
-        zoom = HEATMAP_SIDE / max(height, width)
-        scaled = cv2.resize(scaled, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_LINEAR)
-        ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
-        if not ok:
-            raise OSError(f"could not encode the heatmap of {pair_id}")
-        write_atomic(path, encoded.tobytes())
-        return relative
+        return save_heatmap(self.out, filter_name, pair_id, heatmap)
 
     def rows(self) -> Iterator[dict[str, Any]]:
         return self.log.rows()
@@ -96,6 +93,53 @@ class ResultsLog:
         summary = {**count_rows(self.rows()), **extra}
         write_atomic(self.out / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
         return summary
+
+
+def save_heatmap(out: Path, filter_name: str, pair_id: str, heatmap: np.ndarray) -> str:
+    """Write a filter's disagreement map under ``out`` as a colour PNG; return its path
+    relative to ``out``. A module function, so a Ray worker writes the same file the local
+    runner would."""
+    relative = f"{HEATMAPS}/{filter_name}/{pair_id}.png"
+    path = out / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scaled = np.clip(np.nan_to_num(np.asarray(heatmap, np.float32)), 0, 1)
+    height, width = scaled.shape
+    zoom = HEATMAP_SIDE / max(height, width)
+    scaled = cv2.resize(scaled, (max(1, round(width * zoom)), max(1, round(height * zoom))), interpolation=cv2.INTER_LINEAR)
+    ok, encoded = cv2.imencode(".png", cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_INFERNO))
+    if not ok:
+        raise OSError(f"could not encode the heatmap of {pair_id}")
+    write_atomic(path, encoded.tobytes())
+    return relative
+
+
+def check_parquet() -> None:
+    """Raise :class:`ParquetError` before any work if Parquet cannot be written."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ParquetError("--parquet needs pyarrow: pip install pyarrow (or 'ggtqc[hf]')") from None
+
+
+class ParquetError(Exception):
+    """Parquet was asked for and cannot be written; the message says what to install."""
+
+
+def write_parquet(out: Path) -> Path:
+    """Write ``out/results.jsonl`` as ``out/results.parquet``, one row per pair, through a
+    temporary file and a rename. Scores become a struct per filter; a field no pair got a
+    number for has Arrow's null type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ggtqc.rowlog import read_rows
+
+    table = pa.Table.from_pylist(list(read_rows(out / RESULTS)))
+    path = out / PARQUET
+    tmp = path.with_name(f".{path.name}.part")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def error_kind(reason: str) -> str:

@@ -235,11 +235,18 @@ def _score_in_worker(chunk: list[Pair]) -> tuple[list[dict[str, Any]], list[tupl
     stages, options = _worker["stages"], _worker["options"]
     for stage in stages:
         stage.seconds, stage.pairs, stage.spent = 0.0, 0, {}
-    executor = _worker["executor"]
-    limits = [options.limits] * len(chunk)
-    loaded = list(executor.map(load_pair, chunk, limits) if executor else map(load_pair, chunk, limits))
-    rows = score_batch(loaded, stages, options.all_scores, _worker["device"], executor)
+    rows = score_pairs(chunk, stages, options, _worker["device"], _worker["executor"])
     return rows, [(stage.seconds, stage.pairs, stage.spent) for stage in stages]
+
+
+def score_pairs(
+    pairs: Sequence[Pair], stages: Sequence[Stage], options: RunOptions, device: torch.device, executor: Executor | None = None
+) -> list[dict[str, Any]]:
+    """Decode ``pairs`` (on ``executor``'s threads when given) and score them as one batch:
+    the unit of work of the worker processes and of the Ray engine's tasks alike."""
+    limits = [options.limits] * len(pairs)
+    loaded = list(executor.map(load_pair, pairs, limits) if executor else map(load_pair, pairs, limits))
+    return score_batch(loaded, stages, options.all_scores, device, executor)
 
 
 def score_batch(
