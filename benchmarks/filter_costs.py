@@ -1,6 +1,6 @@
 """What a pair costs, filter by filter, in CPU time on one thread: the per-filter cost table.
 
-    python benchmarks/filter_costs.py [--pairs 24] [--lq-sides 512,256] [--filters ssim,geometry,...]
+    python -m benchmarks.filter_costs [--pairs 24] [--lq-sides 512,256] [--filters ssim,geometry,...]
 
 Writes ``--pairs`` pairs per LQ side to a scratch folder as ``filter_e2e.sh`` does (HQ 1024 px
 PNG, LQ JPEG degraded by ``planted.mixed``), then times decoding (both sides, through the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,11 @@ import numpy as np
 import torch
 from skimage import data
 
+from benchmarks import planted  # the accuracy benchmark's degradations
 from ggtqc.batch import Batch, load_pair
 from ggtqc.host import load_host
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Pair
-
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402  the accuracy benchmark's degradations
 
 FILTERS = "resolution,ssim,color,hallucination,artifacts,geometry"  # the runner's order (by declared cost)
 

@@ -1,7 +1,7 @@
 """Throughput of ``ggtqc filter --engine ray`` on a local Ray against the local engine, on
 the same pairs, and whether their results are the same bytes.
 
-    python benchmarks/ray_engine.py [--pairs 256] [--plugins all,-clip,-iqa] [--rounds 2]
+    python -m benchmarks.ray_engine [--pairs 256] [--plugins all,-clip,-iqa] [--rounds 2]
         [--shard-sizes 32,128] [--out benchmarks/results/cpu-2core-ray.md]
 
 Writes N pairs (HQ 1024 px PNG, LQ 512 px JPEG degraded by ``planted.mixed``, as
@@ -28,8 +28,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-sys.path.insert(0, str(Path(__file__).parent))
-import planted  # noqa: E402  the accuracy benchmark's degradations
+from benchmarks import planted  # the accuracy benchmark's degradations
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
 

@@ -14,12 +14,12 @@ import pyarrow.parquet
 import pytest
 
 import ggtqc
-from conftest import GGTQC, REPO, make_pair_folder, run_cli
 from ggtqc.engines import EngineError
 from ggtqc.engines.ray import RaySettings, Shard, ShardStore, config_hash, plan
 from ggtqc.host import load_host
 from ggtqc.pairs import Pair
-from ray_faults import FaultPlugin
+from tests.helpers import GGTQC, REPO, make_pair_folder, run_cli
+from tests.ray_faults import FaultPlugin
 
 EXAMPLES = REPO / "examples" / "pairs"
 
@@ -33,7 +33,7 @@ def local_ray():
         include_dashboard=False,
         logging_level="ERROR",
         object_store_memory=256 * 2**20,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO / "tests")}},  # workers import ray_faults
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},  # workers import tests.ray_faults
     )
     yield ray
     ray.shutdown()
