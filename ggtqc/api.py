@@ -106,7 +106,8 @@ def filter_pairs(
     """Score and decide every pair in ``pairs`` and write the results to ``out``; return the
     summary (what ``out/summary.json`` holds).
 
-    ``pairs`` is a pairs folder (``lq/`` and ``hq/``) or a pairs file (CSV/TSV/JSONL).
+    ``pairs`` is a pairs folder (``lq/`` and ``hq/``) or a pairs file (CSV/TSV/JSONL, or
+    Parquet with paths or the images themselves, ``ggtqc.parquet``).
     ``plugins`` is ``"all"``, a comma list, exclusions (``"all,-clip"``) or a list of names.
     The options are those of ``ggtqc filter``: ``workers`` defaults to the cores divided by
     ``processes``; ``export`` links the accepted pairs into ``export/lq`` and ``export/hq``
@@ -126,6 +127,11 @@ def filter_pairs(
     check_ready(stages, torch_device, selection)
     export_dir = Path(export) if export is not None else None
     if export_dir is not None:
+        if any(not isinstance(side, Path) for p in found for side in (p.lq, p.hq) if side is not None):
+            from ggtqc.export import ExportError
+            from ggtqc.parquet import NO_EXPORT
+
+            raise ExportError(NO_EXPORT)
         check_export_dir(export_dir)
 
     limits = limits or DecodeLimits()
@@ -158,7 +164,13 @@ def filter_pairs(
     if progress is not None:
         progress([], done, len(found))
     started = time.perf_counter()
-    run(found, stages, log, options, torch_device, on_batch=on_batch)
+    try:
+        run(found, stages, log, options, torch_device, on_batch=on_batch)
+    finally:
+        if source.suffix.lower() == ".parquet":
+            from ggtqc.parquet import close_readers
+
+            close_readers()  # the slices of images kept for the run
 
     from ggtqc import __version__
 

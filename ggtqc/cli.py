@@ -57,7 +57,7 @@ def cli() -> None:
 
 @cli.command("filter")
 @click.argument("pairs", required=False, type=click.Path(path_type=Path))
-@click.option("--pairs-file", type=click.Path(path_type=Path), help="CSV/TSV/JSONL listing lq, hq (and id) instead of PAIRS.")
+@click.option("--pairs-file", type=click.Path(path_type=Path), help="CSV/TSV/JSONL/Parquet listing lq, hq (and id) instead of PAIRS; Parquet may hold the images.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("qc"), show_default=True, help="Results folder.")
 @click.option("--plugins", "-p", default="all", show_default=True, help="'all', a comma list, or exclusions: all,-geometry.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
@@ -92,7 +92,7 @@ def filter_command(
     max_file_mb: float,
     quiet: bool,
 ) -> None:
-    """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/) and write verdicts to --out."""
+    """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/, or a pairs file) and write verdicts to --out."""
     if (pairs is None) == (pairs_file is None):
         raise click.UsageError("give either a PAIRS folder or --pairs-file, not both or neither")
     host = load_host()

@@ -219,6 +219,16 @@ def export_run(
         raise ExportError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
     run = read_run(run_dir)
     root = pairs_root(run)
+    if Path(run["input"]).suffix.lower() == ".parquet":
+        from ggtqc.pairs import PairsError
+        from ggtqc.parquet import NO_EXPORT, holds_images
+
+        try:
+            images = holds_images(Path(run["input"]))
+        except PairsError as e:
+            raise ExportError(str(e)) from None
+        if images:
+            raise ExportError(NO_EXPORT)
     if fmt == "hf":
         from ggtqc.exports import hf
 

@@ -1,0 +1,235 @@
+"""Parquet pairs files: path columns, image bytes as ``datasets`` and ``ggtqc export --format
+hf`` write them, driven through the command line and ``ggtqc.api.filter_pairs``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, kill_after_rows, make_pair_folder, read_rows, run_cli
+
+from ggtqc import api
+from ggtqc.images import DecodeLimits, decode_image
+from ggtqc.pairs import PairsError, discover
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PLUGINS = "resolution,ssim,color"
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def pair_files(folder: Path) -> list[tuple[str, str]]:
+    """``(lq, hq)`` paths relative to ``folder`` of a pairs folder, sorted."""
+    return sorted((p.relative_to(folder).as_posix(), next((folder / "hq").glob(p.relative_to(folder / "lq").with_suffix(".*").as_posix())).relative_to(folder).as_posix()) for p in (folder / "lq").rglob("*.*"))
+
+
+def image_cells(folder: Path, names: list[str], path: str | None = None) -> list[dict]:
+    return [{"bytes": (folder / name).read_bytes(), "path": path or Path(name).name} for name in names]
+
+
+def scores_by_id(out: Path) -> dict[str, tuple]:
+    return {row["id"]: (row["verdict"], row["scores"], row["reasons"]) for row in read_rows(out)}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("parquet") / "pairs"
+    make_pair_folder(root, 8, seed=3)
+    return root
+
+
+def test_path_columns_read_like_a_csv_pairs_file(folder, tmp_path):
+    files = pair_files(folder)
+    pairs = shutil.copytree(folder, tmp_path / "pairs")
+    (pairs / "pairs.csv").write_text("lq,hq\n" + "".join(f"{lq},{hq}\n" for lq, hq in files))
+    table = pa.table({"lq_path": [lq for lq, _ in files], "hq_path": [hq for _, hq in files]})
+    pq.write_table(table, pairs / "pairs.parquet")  # relative paths resolve against the file's folder
+
+    listed = run_cli("pairs", str(pairs / "pairs.parquet"), "--list")
+    assert listed.returncode == 0, listed.stderr
+    first = listed.stdout.splitlines()[0].split("\t")
+    assert first[1:] == [files[0][0], files[0][1], "name"]
+
+    for name in ("pairs.csv", "pairs.parquet"):
+        result = run_cli("filter", str(pairs / name), "-q", "--plugins", PLUGINS, "--out", str(tmp_path / f"qc-{name}"))
+        assert result.returncode == 0, result.stderr
+    csv_rows = sorted(read_rows(tmp_path / "qc-pairs.csv"), key=lambda r: r["id"])
+    parquet_rows = sorted(read_rows(tmp_path / "qc-pairs.parquet"), key=lambda r: r["id"])
+    assert len(parquet_rows) == len(files) and parquet_rows == csv_rows  # same ids, paths, scores, verdicts
+
+
+def test_images_written_by_datasets_are_decoded_from_their_bytes(folder, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    files = pair_files(folder)
+    table = {"lq": image_cells(folder, [lq for lq, _ in files]), "hq": image_cells(folder, [hq for _, hq in files])}
+    dataset = datasets.Dataset.from_dict(table).cast_column("lq", datasets.Image()).cast_column("hq", datasets.Image())
+    dataset.to_parquet(str(tmp_path / "hf.parquet"))
+    schema = pq.read_schema(tmp_path / "hf.parquet")
+    assert schema.field("lq").type == IMAGE and "huggingface" in json.dumps({k.decode(): v.decode() for k, v in schema.metadata.items()})
+
+    pairs = discover(tmp_path / "hf.parquet")
+    assert [p.id for p in pairs] == [Path(lq).stem for lq, _ in files]  # from the path fields, in file order
+    assert [str(p.lq) for p in pairs[:2]] == ["hf.parquet#0/lq", "hf.parquet#1/lq"]
+    for pair, (lq, hq) in zip(pairs, files):
+        assert np.array_equal(decode_image(pair.hq, DecodeLimits()), decode_image(folder / hq))
+
+    out = tmp_path / "qc"
+    result = run_cli("filter", str(tmp_path / "hf.parquet"), "-q", "--plugins", PLUGINS, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    reference = tmp_path / "ref"
+    assert run_cli("filter", str(folder), "-q", "--plugins", PLUGINS, "--out", str(reference)).returncode == 0
+    by_stem = {Path(pair_id).name: value for pair_id, value in scores_by_id(reference).items()}
+    assert scores_by_id(out) == by_stem
+    assert not any(p.suffix in (".png", ".jpg") for p in out.rglob("*"))  # nothing decoded was written
+    rows = read_rows(out)
+    assert rows[0]["lq"] == "hf.parquet#0/lq" and rows[0]["hq"] == "hf.parquet#0/hq"
+
+
+@pytest.fixture(scope="module")
+def examples_run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("roundtrip")
+    pairs = shutil.copytree(REPO / "examples" / "pairs", base / "pairs")
+    result = run_cli("filter", str(pairs), "-q", "--plugins", PLUGINS, "--out", str(base / "run"))
+    assert result.returncode == 0, result.stderr
+    return base / "run"
+
+
+def test_our_hf_export_read_back_as_input_gives_the_same_scores(examples_run, tmp_path):
+    hf = tmp_path / "hf"
+    exported = run_cli("export", str(examples_run), "--format", "hf", "--verdicts", "accept,review,reject", "--out", str(hf))
+    assert exported.returncode == 0, exported.stderr
+    shard = hf / "data" / "train-00000.parquet"
+    again = tmp_path / "again"
+    result = run_cli("filter", str(shard), "-q", "--plugins", PLUGINS, "--out", str(again))
+    assert result.returncode == 0, result.stderr
+    original = {k: v for k, v in scores_by_id(examples_run).items() if v[0] != "error"}
+    assert len(original) == 12 and scores_by_id(again) == original  # ids from the id column; lq wins over lq_file
+
+    report = run_cli("report", str(again))
+    assert report.returncode == 0, report.stderr
+    page = (again / "report" / "index.html").read_text()
+    assert "class='missing'" not in page and len(list((again / "report" / "thumbs").glob("*.jpg"))) == 2 * 12
+
+    refused = run_cli("export", str(again), "--format", "folders", "--out", str(tmp_path / "folders"))
+    assert refused.returncode == 2 and "not supported yet" in refused.stderr and refused.stderr.count("\n") == 1
+    assert not (tmp_path / "folders").exists()
+
+
+def test_a_corrupt_or_empty_cell_is_an_error_row_and_the_run_goes_on(folder, tmp_path):
+    files = pair_files(folder)[:4]
+    lq = image_cells(folder, [a for a, _ in files])
+    hq = image_cells(folder, [b for _, b in files])
+    hq[1]["bytes"] = hq[1]["bytes"][: len(hq[1]["bytes"]) // 3]  # truncated
+    lq[2] = {"bytes": None, "path": None}
+    hq[3]["bytes"] = b"not an image at all"
+    table = pa.table({"id": ["a", "b", "c", "d"], "lq": pa.array(lq, IMAGE), "hq": pa.array(hq, IMAGE)})
+    pq.write_table(table, tmp_path / "pairs.parquet", row_group_size=3)
+
+    summary = api.filter_pairs(tmp_path / "pairs.parquet", tmp_path / "qc", "resolution,ssim", device="cpu", workers=2, all_scores=True)
+    assert summary["pairs"] == 4 and summary["verdicts"]["error"] == 3
+    rows = {row["id"]: row for row in read_rows(tmp_path / "qc")}
+    assert rows["a"]["verdict"] != "error" and rows["a"]["scores"]["ssim"]
+    assert rows["b"]["reasons"][0].startswith("hq: ") and "truncated" in rows["b"]["reasons"][0]
+    assert rows["c"]["reasons"] == ["lq: no image in row 2 of column 'lq' (no bytes, no path)"]
+    assert rows["d"]["reasons"] == ["hq: not an image (format not recognised)"]
+
+
+def test_a_killed_run_resumes_without_duplicate_rows(folder, tmp_path, plugin_env):
+    many = tmp_path / "many"
+    make_pair_folder(many, 24, seed=9)
+    files = pair_files(many)
+    lq, hq = image_cells(many, [a for a, _ in files], "photo.png"), image_cells(many, [b for _, b in files], "photo.png")
+    pq.write_table(pa.table({"lq": pa.array(lq, IMAGE), "hq": pa.array(hq, IMAGE)}), tmp_path / "pairs.parquet", row_group_size=5)
+    (tmp_path / "qc.toml").write_text("[meangap]\ndelay = 0.1\n")
+    common = ["filter", str(tmp_path / "pairs.parquet"), "-q", "--plugins", "resolution,meangap", "--config", str(tmp_path / "qc.toml"), "--batch-size", "4"]
+    reference = run_cli(*common, "--out", str(tmp_path / "ref"), env=plugin_env)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    kill_after_rows([*common, "--out", str(out)], out / "results.jsonl", 8, plugin_env)
+    assert 8 <= len(read_rows(out)) < 24, "the run was not killed mid-way"
+    resumed = run_cli(*common, "--out", str(out), env=plugin_env)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_rows(out)
+    assert len(rows) == len({row["id"] for row in rows}) == 24
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(read_rows(tmp_path / "ref"), key=lambda r: r["id"])
+    assert rows[0]["id"] == "000000-photo"  # no id column, paths alike: the row number and the path
+
+
+def test_ids_fall_back_to_the_row_number_when_paths_repeat_or_are_missing(tmp_path):
+    png = cv2.imencode(".png", np.full((8, 8, 3), 90, np.uint8))[1].tobytes()
+    table = pa.table({"lq": [png, png, png], "hq": pa.array([{"bytes": png, "path": "x.png"}] * 3, IMAGE)})
+    pq.write_table(table, tmp_path / "raw.parquet")
+    assert [p.id for p in discover(tmp_path / "raw.parquet")] == ["000000", "000001", "000002"]  # binary columns: no paths
+    table = pa.table({"hq": pa.array([{"bytes": png, "path": "x.png"}] * 2, IMAGE), "lq": pa.array([{"bytes": png, "path": "a/x.png"}] * 2, IMAGE)})
+    pq.write_table(table, tmp_path / "same.parquet")
+    assert [p.id for p in discover(tmp_path / "same.parquet")] == ["000000-a/x", "000001-a/x"]
+    assert [p.id for p in discover(tmp_path / "same.parquet")] == ["000000-a/x", "000001-a/x"]  # and again
+
+
+def test_input_problems_are_one_line_messages(tmp_path):
+    pq.write_table(pa.table({"low": ["a.png"], "high": ["b.png"]}), tmp_path / "names.parquet")
+    result = run_cli("pairs", str(tmp_path / "names.parquet"))
+    assert result.returncode == 2 and "found no LQ and HQ columns among low, high" in result.stderr
+    pq.write_table(pa.table({"lq": [1], "hq": [2]}), tmp_path / "numbers.parquet")
+    with pytest.raises(PairsError, match="column 'lq' is int64; expected paths"):
+        discover(tmp_path / "numbers.parquet")
+    (tmp_path / "fake.parquet").write_bytes(b"PAR1 nothing")
+    with pytest.raises(PairsError, match="not a readable Parquet file"):
+        discover(tmp_path / "fake.parquet")
+    pq.write_table(pa.table({"id": ["x", "x"], "lq": ["a.png", "b.png"], "hq": ["c.png", "d.png"]}), tmp_path / "dup.parquet")
+    with pytest.raises(PairsError, match="row 1: id 'x' repeats row 0"):
+        discover(tmp_path / "dup.parquet")
+
+    fake = tmp_path / "site" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no pyarrow here')\n")
+    missing = run_cli("filter", str(tmp_path / "names.parquet"), "-q", "--out", str(tmp_path / "qc"), env={"PYTHONPATH": str(tmp_path / "site")})
+    assert missing.returncode == 2
+    assert missing.stderr == "ggtqc: a Parquet pairs file needs pyarrow: pip install -e '.[hf]'\n"
+
+
+def test_cells_are_read_in_slices_and_only_a_few_are_kept(tmp_path, monkeypatch):
+    from ggtqc import parquet
+
+    images = [cv2.imencode(".png", np.full((16, 16, 3), k, np.uint8))[1].tobytes() for k in range(40)]
+    table = pa.table({"lq": pa.array([{"bytes": b, "path": None} for b in images], IMAGE), "hq": images})
+    pq.write_table(table, tmp_path / "one_group.parquet", row_group_size=1000)  # one row group: never read whole
+    per_row = pq.ParquetFile(tmp_path / "one_group.parquet").metadata.row_group(0).total_byte_size / 40
+    monkeypatch.setattr(parquet, "SLICE_BYTES", 8 * per_row + 1)  # slices of 8 rows
+    parquet.close_readers()
+    pairs = discover(tmp_path / "one_group.parquet")
+    for k, pair in enumerate(pairs):
+        assert decode_image(pair.lq)[0, 0, 0] == k and decode_image(pair.hq)[0, 0, 0] == k
+    reader = next(iter(parquet._readers.values()))
+    assert reader.slice_rows == [8] and reader.slices_read == 5 and len(reader.kept) == parquet.KEEP
+    assert decode_image(pairs[39].lq)[0, 0, 0] == 39 and reader.slices_read == 5  # kept: not read again
+    assert decode_image(pairs[3].hq)[0, 0, 0] == 3 and reader.slices_read == 6  # behind: streamed again from its group's start
+    parquet.close_readers()
+
+
+def test_review_serves_the_images_of_a_bytes_backed_pair(folder, tmp_path):
+    from review_helpers import serving
+
+    files = pair_files(folder)[:2]
+    table = pa.table({"lq": pa.array(image_cells(folder, [a for a, _ in files]), IMAGE), "hq": pa.array(image_cells(folder, [b for _, b in files]), IMAGE)})
+    pq.write_table(table, tmp_path / "pairs.parquet")
+    assert run_cli("filter", str(tmp_path / "pairs.parquet"), "-q", "--plugins", "resolution", "--out", str(tmp_path / "qc")).returncode == 0
+    with serving(tmp_path / "qc") as (server, client):
+        pair = client.json("/api/pair?queue=audit&index=0")
+        assert pair["images"]["hq"]["problem"] is None and pair["images"]["hq"]["name"].startswith("pairs.parquet#")
+        status, body, kind = client.get(pair["images"]["hq"]["url"])
+    assert status == 200 and kind == "image/png"
+    shown = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+    hq = dict(zip([Path(a).stem for a, _ in files], [b for _, b in files]))[pair["id"]]
+    assert np.array_equal(shown, decode_image(folder / hq))
