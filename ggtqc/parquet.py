@@ -36,7 +36,7 @@ from typing import Any
 from ggtqc.images import DecodeError, DecodeLimits, read_file
 from ggtqc.pairs import COLUMNS, Pair, PairsError, path_id, pick_columns
 
-SLICE_BYTES = 64 * 2**20
+SLICE_BYTES = 16 * 2**20
 """Rows read from the file at once hold about this many bytes (by the row group's statistics)."""
 KEEP = 3
 """Slices kept in memory per process, so pairs decoded a little out of order are not read twice."""

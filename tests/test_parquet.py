@@ -93,6 +93,9 @@ def test_images_written_by_datasets_are_decoded_from_their_bytes(folder, tmp_pat
     assert not any(p.suffix in (".png", ".jpg") for p in out.rglob("*"))  # nothing decoded was written
     rows = read_rows(out)
     assert rows[0]["lq"] == "hf.parquet#0/lq" and rows[0]["hq"] == "hf.parquet#0/hq"
+    processes = run_cli("filter", str(tmp_path / "hf.parquet"), "-q", "--plugins", PLUGINS, "--processes", "2", "--batch-size", "3", "--out", str(tmp_path / "qc2"))
+    assert processes.returncode == 0, processes.stderr
+    assert (tmp_path / "qc2" / "results.jsonl").read_bytes() == (out / "results.jsonl").read_bytes()  # each worker reads its own cells
 
 
 @pytest.fixture(scope="module")
