@@ -108,8 +108,8 @@ class Pair:
     """Folder that ``lq`` and ``hq`` are reported relative to."""
     error: str | None = None
     matched: str = "name"
-    """How the two files were matched: ``name`` (the same name), ``template``, or
-    ``convention: ...`` (which name endings were taken off)."""
+    """How the two files were matched: ``name`` (the same name), ``template``,
+    ``convention: ...`` (which name endings were taken off), or ``row`` (a Parquet file's row)."""
 
     def relative(self, path: Path | ImageSource | None) -> str | None:
         if path is None:

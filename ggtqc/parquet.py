@@ -193,7 +193,7 @@ def _pairs(path: Path, rows: list[dict[str, Any]], columns: dict[str, str], kind
                     missing.append(f"{side}: file not found")
             else:
                 sides[side] = Cell(path, k, columns[side])
-        pairs.append(Pair(pair_id, sides["lq"], sides["hq"], base, "; ".join(missing) or None))
+        pairs.append(Pair(pair_id, sides["lq"], sides["hq"], base, "; ".join(missing) or None, matched="row"))
     return pairs
 
 

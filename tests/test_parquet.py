@@ -58,7 +58,7 @@ def test_path_columns_read_like_a_csv_pairs_file(folder, tmp_path):
     listed = run_cli("pairs", str(pairs / "pairs.parquet"), "--list")
     assert listed.returncode == 0, listed.stderr
     first = listed.stdout.splitlines()[0].split("\t")
-    assert first[1:] == [files[0][0], files[0][1], "name"]
+    assert first[1:] == [files[0][0], files[0][1], "row"]
 
     for name in ("pairs.csv", "pairs.parquet"):
         result = run_cli("filter", str(pairs / name), "-q", "--plugins", PLUGINS, "--out", str(tmp_path / f"qc-{name}"))
