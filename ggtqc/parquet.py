@@ -106,8 +106,13 @@ def read_parquet_pairs(path: Path) -> list[Pair]:
             wanted.append(f"{name}.path")
     rows = []
     if wanted:
-        for batch in parquet.iter_batches(batch_size=65536, columns=wanted):
-            rows += batch.to_pylist()
+        import pyarrow as pa
+
+        try:
+            for batch in parquet.iter_batches(batch_size=65536, columns=wanted):
+                rows += batch.to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            raise PairsError(f"{path}: cannot read its {', '.join(wanted)} columns ({str(e).strip().splitlines()[0][:160]})") from None
     else:
         rows = [{}] * parquet.metadata.num_rows
     return _pairs(path, rows, columns, kinds)
@@ -169,7 +174,8 @@ def _pairs(path: Path, rows: list[dict[str, Any]], columns: dict[str, str], kind
             if empty is not None:
                 raise PairsError(f"{path}: row {empty}: each row needs 'lq' and 'hq' paths")
     lq_names = names["lq"]
-    by_path = all(lq_names) and len(set(map(path_id, lq_names))) == len(lq_names)
+    # paths name a pair as in a CSV pairs file (two alike are an error); images' path fields only where they can
+    by_path = kinds["lq"] == "paths" or (all(lq_names) and len(set(map(path_id, lq_names))) == len(lq_names))
     width = max(6, len(str(len(rows))))
     pairs = []
     seen: dict[str, int] = {}
@@ -237,8 +243,14 @@ class _Reader:
             raise DecodeError(f"row {row} is past the end of the file ({self.starts[-1]} rows)")
         group = bisect.bisect_right(self.starts, row) - 1
         offset = row - self.starts[group]
+        import pyarrow as pa
+
         with self.lock:
-            batch, first = self._slice(group, offset)
+            try:
+                batch, first = self._slice(group, offset)
+            except (pa.ArrowException, OSError) as e:
+                self.stream = None
+                raise DecodeError(f"cannot read row {row} of {self.file.name} ({str(e).strip().splitlines()[0][:160]})") from None
             return batch.column(column)[offset - first].as_py()
 
     def _slice(self, group: int, offset: int):

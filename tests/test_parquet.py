@@ -236,3 +236,20 @@ def test_review_serves_the_images_of_a_bytes_backed_pair(folder, tmp_path):
     shown = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
     hq = dict(zip([Path(a).stem for a, _ in files], [b for _, b in files]))[pair["id"]]
     assert np.array_equal(shown, decode_image(folder / hq))
+
+
+def test_a_damaged_row_group_makes_error_rows_of_its_pairs_only(tmp_path):
+    from ggtqc.batch import load_pair
+
+    rng = np.random.default_rng(0)
+    images = [cv2.imencode(".png", rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))[1].tobytes() for _ in range(6)]
+    cells = pa.array([{"bytes": b, "path": None} for b in images], IMAGE)
+    pq.write_table(pa.table({"lq": cells, "hq": cells}), tmp_path / "pairs.parquet", row_group_size=3)
+    chunk = pq.ParquetFile(tmp_path / "pairs.parquet").metadata.row_group(1).column(0)
+    data = bytearray((tmp_path / "pairs.parquet").read_bytes())
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start + 3 : start + 23] = b"\xff" * 20  # the second group's first page header
+    (tmp_path / "pairs.parquet").write_bytes(bytes(data))
+    loaded = [load_pair(pair, DecodeLimits()) for pair in discover(tmp_path / "pairs.parquet")]
+    assert [item.error for item in loaded[:3]] == [None] * 3
+    assert all(item.error.startswith("lq: cannot read row ") and "of pairs.parquet" in item.error for item in loaded[3:])
