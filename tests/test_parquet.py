@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, kill_after_rows, make_pair_folder, read_rows, run_cli
-
 from ggtqc import api
+from ggtqc.export import ExportError
 from ggtqc.images import DecodeLimits, decode_image
 from ggtqc.pairs import PairsError, discover
 
@@ -145,6 +145,8 @@ def test_a_corrupt_or_empty_cell_is_an_error_row_and_the_run_goes_on(folder, tmp
     assert rows["b"]["reasons"][0].startswith("hq: ") and "truncated" in rows["b"]["reasons"][0]
     assert rows["c"]["reasons"] == ["lq: no image in row 2 of column 'lq' (no bytes, no path)"]
     assert rows["d"]["reasons"] == ["hq: not an image (format not recognised)"]
+    with pytest.raises(ExportError, match="not supported yet"):  # before any work
+        api.filter_pairs(tmp_path / "pairs.parquet", tmp_path / "qc", "resolution", device="cpu", export=tmp_path / "clean")
 
 
 def test_a_killed_run_resumes_without_duplicate_rows(folder, tmp_path, plugin_env):
@@ -228,7 +230,7 @@ def test_review_serves_the_images_of_a_bytes_backed_pair(folder, tmp_path):
     table = pa.table({"lq": pa.array(image_cells(folder, [a for a, _ in files]), IMAGE), "hq": pa.array(image_cells(folder, [b for _, b in files]), IMAGE)})
     pq.write_table(table, tmp_path / "pairs.parquet")
     assert run_cli("filter", str(tmp_path / "pairs.parquet"), "-q", "--plugins", "resolution", "--out", str(tmp_path / "qc")).returncode == 0
-    with serving(tmp_path / "qc") as (server, client):
+    with serving(tmp_path / "qc") as (_, client):
         pair = client.json("/api/pair?queue=audit&index=0")
         assert pair["images"]["hq"]["problem"] is None and pair["images"]["hq"]["name"].startswith("pairs.parquet#")
         status, body, kind = client.get(pair["images"]["hq"]["url"])
