@@ -118,7 +118,6 @@ def filter_pairs(
     """
     source = Path(pairs).resolve()
     found = discover(source, naming)
-    root = source if source.is_dir() else source.parent
     host = host or _load_host()
     available = host.filters()
     selection = plugins.replace(" ", "") if isinstance(plugins, str) else ",".join(plugins)
@@ -127,11 +126,6 @@ def filter_pairs(
     check_ready(stages, torch_device, selection)
     export_dir = Path(export) if export is not None else None
     if export_dir is not None:
-        if any(not isinstance(side, Path) for p in found for side in (p.lq, p.hq) if side is not None):
-            from ggtqc.export import ExportError
-            from ggtqc.parquet import NO_EXPORT
-
-            raise ExportError(NO_EXPORT)
         check_export_dir(export_dir)
 
     limits = limits or DecodeLimits()
@@ -182,7 +176,7 @@ def filter_pairs(
         "this_run": {"pairs": len(found) - done_before, "seconds": round(time.perf_counter() - started, 3)},
     }
     if export_dir is not None:
-        extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), root, export_dir)}
+        extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), source, export_dir)}
     return log.write_summary(extra)
 
 

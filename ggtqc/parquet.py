@@ -118,21 +118,6 @@ def read_parquet_pairs(path: Path) -> list[Pair]:
     return _pairs(path, rows, columns, kinds)
 
 
-def holds_images(source: Path) -> bool:
-    """Whether ``source`` is a Parquet pairs file whose LQ or HQ column holds images, not paths."""
-    if source.suffix.lower() != ".parquet" or not source.is_file():
-        return False
-    schema = _open(require(), source).schema_arrow
-    columns = pick_columns(schema.names) or {}
-    return any(_is_image(schema.field(name)) for name in columns.values())
-
-
-NO_EXPORT = (
-    "exporting pairs whose images are held in a Parquet file is not supported yet; "
-    "'ggtqc report' and 'ggtqc review' show them, and the results name each image by its row"
-)
-
-
 def _open(pq, path: Path):
     import pyarrow as pa
 

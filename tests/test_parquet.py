@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import REPO, kill_after_rows, make_pair_folder, read_rows, run_cli
 from ggtqc import api
-from ggtqc.export import ExportError
+from ggtqc.export import ExportError, export_run
 from ggtqc.images import DecodeLimits, decode_image
 from ggtqc.pairs import PairsError, discover
 
@@ -68,24 +68,34 @@ def test_path_columns_read_like_a_csv_pairs_file(folder, tmp_path):
     assert len(parquet_rows) == len(files) and parquet_rows == csv_rows  # same ids, paths, scores, verdicts
 
 
-def test_images_written_by_datasets_are_decoded_from_their_bytes(folder, tmp_path):
+@pytest.fixture(scope="module")
+def datasets_run(folder, tmp_path_factory) -> Path:
+    """The pairs of ``folder`` (PNG, JPEG, WebP, BMP and TIFF) written by ``datasets`` as one
+    Parquet file of images, and a run of it."""
     datasets = pytest.importorskip("datasets")
+    base = tmp_path_factory.mktemp("datasets")
     files = pair_files(folder)
     table = {"lq": image_cells(folder, [lq for lq, _ in files]), "hq": image_cells(folder, [hq for _, hq in files])}
     dataset = datasets.Dataset.from_dict(table).cast_column("lq", datasets.Image()).cast_column("hq", datasets.Image())
-    dataset.to_parquet(str(tmp_path / "hf.parquet"))
-    schema = pq.read_schema(tmp_path / "hf.parquet")
+    dataset.to_parquet(str(base / "hf.parquet"))
+    result = run_cli("filter", str(base / "hf.parquet"), "-q", "--plugins", PLUGINS, "--out", str(base / "qc"))
+    assert result.returncode == 0, result.stderr
+    return base / "qc"
+
+
+def test_images_written_by_datasets_are_decoded_from_their_bytes(folder, datasets_run, tmp_path):
+    files = pair_files(folder)
+    source = datasets_run.parent / "hf.parquet"
+    schema = pq.read_schema(source)
     assert schema.field("lq").type == IMAGE and "huggingface" in json.dumps({k.decode(): v.decode() for k, v in schema.metadata.items()})
 
-    pairs = discover(tmp_path / "hf.parquet")
+    pairs = discover(source)
     assert [p.id for p in pairs] == [Path(lq).stem for lq, _ in files]  # from the path fields, in file order
     assert [str(p.lq) for p in pairs[:2]] == ["hf.parquet#0/lq", "hf.parquet#1/lq"]
     for pair, (lq, hq) in zip(pairs, files):
         assert np.array_equal(decode_image(pair.hq, DecodeLimits()), decode_image(folder / hq))
 
-    out = tmp_path / "qc"
-    result = run_cli("filter", str(tmp_path / "hf.parquet"), "-q", "--plugins", PLUGINS, "--out", str(out))
-    assert result.returncode == 0, result.stderr
+    out = datasets_run
     reference = tmp_path / "ref"
     assert run_cli("filter", str(folder), "-q", "--plugins", PLUGINS, "--out", str(reference)).returncode == 0
     by_stem = {Path(pair_id).name: value for pair_id, value in scores_by_id(reference).items()}
@@ -93,9 +103,120 @@ def test_images_written_by_datasets_are_decoded_from_their_bytes(folder, tmp_pat
     assert not any(p.suffix in (".png", ".jpg") for p in out.rglob("*"))  # nothing decoded was written
     rows = read_rows(out)
     assert rows[0]["lq"] == "hf.parquet#0/lq" and rows[0]["hq"] == "hf.parquet#0/hq"
-    processes = run_cli("filter", str(tmp_path / "hf.parquet"), "-q", "--plugins", PLUGINS, "--processes", "2", "--batch-size", "3", "--out", str(tmp_path / "qc2"))
+    processes = run_cli("filter", str(source), "-q", "--plugins", PLUGINS, "--processes", "2", "--batch-size", "3", "--out", str(tmp_path / "qc2"))
     assert processes.returncode == 0, processes.stderr
     assert (tmp_path / "qc2" / "results.jsonl").read_bytes() == (out / "results.jsonl").read_bytes()  # each worker reads its own cells
+
+
+ALL = ("--verdicts", "accept,review,reject")
+
+
+def originals(folder: Path, run: Path) -> dict[str, dict[str, Path]]:
+    """Each exported pair's original files (the bytes its cells hold), by id."""
+    by_stem = {Path(lq).stem: {"lq": folder / lq, "hq": folder / hq} for lq, hq in pair_files(folder)}
+    return {row["id"]: by_stem[row["id"]] for row in read_rows(run) if row["verdict"] != "error"}
+
+
+def export(run: Path, out: Path, *args: str) -> str:
+    result = run_cli("export", str(run), "--out", str(out), *ALL, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def normal(suffix: str) -> str:
+    return {".jpeg": ".jpg", ".tiff": ".tif"}.get(suffix, suffix)
+
+
+def test_folders_export_of_a_bytes_backed_run_writes_each_image_as_it_is_stored(folder, datasets_run, tmp_path):
+    expected = originals(folder, datasets_run)
+    assert len(expected) == 8 and {p.suffix for sides in expected.values() for p in sides.values()} == {".png", ".jpg", ".webp", ".bmp", ".tif"}
+    out = tmp_path / "folders"
+    assert "as folders: 16 written files" in export(datasets_run, out)
+    for pair_id, sides in expected.items():
+        for side, original in sides.items():
+            (written,) = (out / side).glob(f"{pair_id}.*")
+            assert written.suffix == normal(original.suffix) and written.read_bytes() == original.read_bytes()  # never re-encoded
+    assert "16 kept files" in export(datasets_run, out)
+    changed = next(iter((out / "hq").iterdir()))
+    changed.write_bytes(b"old")
+    (out / "lq" / "stray.png").write_bytes(b"x")
+    assert "as folders: 15 kept, 1 written, 1 removed files" in export(datasets_run, out)
+    assert changed.read_bytes() != b"old" and not (out / "lq" / "stray.png").exists()
+
+
+def test_basicsr_export_of_a_bytes_backed_run_reads_as_basicsr_reads_it(folder, datasets_run, tmp_path):
+    from ggtqc.export import safe_key
+
+    expected = {safe_key(k): v for k, v in originals(folder, datasets_run).items()}
+    out = tmp_path / "basicsr"
+    summary = export(datasets_run, out, "--format", "basicsr")
+    lines = (out / "meta_info.txt").read_text().splitlines()
+    assert len(lines) == 8
+    kept_as_stored = 0
+    for line in lines:  # paired_paths_from_meta_info_file: the GT name, the LQ found by its base name and extension
+        gt_name, shape_text = line.split(" ", 1)
+        basename, ext = os.path.splitext(gt_name)
+        lq_path, gt_path = out / "lq" / f"{basename}{ext}", out / "hq" / gt_name
+        gt = decode_image(gt_path)
+        assert shape_text == f"({gt.shape[0]},{gt.shape[1]},3)"
+        for side, path in (("lq", lq_path), ("hq", gt_path)):
+            original = expected[basename][side]
+            if normal(original.suffix) == ext:
+                assert path.read_bytes() == original.read_bytes()
+                kept_as_stored += 1
+            else:  # the sides' formats differ: a lossless PNG of the same pixels
+                assert ext == ".png" and np.array_equal(decode_image(path), decode_image(original))
+    assert 0 < kept_as_stored < 16 and f"as basicsr: {kept_as_stored} written, {16 - kept_as_stored} converted files" in summary
+    assert "16 kept files" in export(datasets_run, out, "--format", "basicsr")
+
+
+def test_hf_export_of_a_bytes_backed_run_copies_the_bytes_and_loads_with_datasets(folder, datasets_run, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    expected = originals(folder, datasets_run)
+    rows = {row["id"]: row for row in read_rows(datasets_run)}
+    out = tmp_path / "hf"
+    assert "3 shards (3 written" in export(datasets_run, out, "--format", "hf", "--shard-size", "3")
+    loaded = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(loaded) == 8 and set(loaded["id"]) == set(expected) and isinstance(loaded[0]["hq"], Image.Image)
+    raw = loaded.cast_column("lq", datasets.Image(decode=False)).cast_column("hq", datasets.Image(decode=False))
+    for item in raw:
+        for side in ("lq", "hq"):
+            original = expected[item["id"]][side]
+            stored = item[side]
+            if original.suffix in (".png", ".jpg", ".webp"):
+                assert stored["bytes"] == original.read_bytes() and stored["path"].endswith(original.suffix)
+            else:
+                assert stored["path"].endswith(".png") and np.array_equal(decode_image(_png(tmp_path, stored["bytes"])), decode_image(original))
+            assert item[f"{side}_file"] == rows[item["id"]][side] and rows[item["id"]][side].startswith("hf.parquet#")
+    assert "3 shards (0 written, 3 kept" in export(datasets_run, out, "--format", "hf", "--shard-size", "3")
+
+
+def _png(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "decoded.png"
+    path.write_bytes(data)
+    return path
+
+
+def test_webdataset_export_of_a_bytes_backed_run_reads_back_with_webdataset(folder, datasets_run, tmp_path):
+    wds = pytest.importorskip("webdataset")
+    from ggtqc.export import safe_key
+
+    expected = {safe_key(k): v for k, v in originals(folder, datasets_run).items()}
+    out = tmp_path / "wds"
+    export(datasets_run, out, "--format", "webdataset", "--shard-size", "5")
+    samples = list(wds.WebDataset(str(out / "shards" / "pairs-{00000..00001}.tar"), shardshuffle=False))
+    assert len(samples) == 8
+    for sample in samples:
+        for side in ("lq", "hq"):
+            original = expected[sample["__key__"]][side]
+            (name,) = [k for k in sample if k.startswith(f"{side}.")]
+            if original.suffix in (".png", ".jpg", ".webp"):
+                assert name == f"{side}{original.suffix}" and sample[name] == original.read_bytes()
+            else:
+                assert name == f"{side}.png" and np.array_equal(decode_image(_png(tmp_path, sample[name])), decode_image(original))
+    decoded = next(iter(wds.WebDataset(str(out / "shards" / "pairs-00000.tar"), shardshuffle=False).decode("pil")))
+    assert all(isinstance(decoded[k], Image.Image) for k in decoded if k.startswith(("lq.", "hq.")))
+    assert "2 shards (0 written, 2 kept" in export(datasets_run, out, "--format", "webdataset", "--shard-size", "5")
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +244,11 @@ def test_our_hf_export_read_back_as_input_gives_the_same_scores(examples_run, tm
     page = (again / "report" / "index.html").read_text()
     assert "class='missing'" not in page and len(list((again / "report" / "thumbs").glob("*.jpg"))) == 2 * 12
 
-    refused = run_cli("export", str(again), "--format", "folders", "--out", str(tmp_path / "folders"))
-    assert refused.returncode == 2 and "not supported yet" in refused.stderr and refused.stderr.count("\n") == 1
-    assert not (tmp_path / "folders").exists()
+    exported_again = run_cli("export", str(again), "--format", "hf", "--verdicts", "accept,review,reject", "--out", str(tmp_path / "hf2"))
+    assert exported_again.returncode == 0, exported_again.stderr
+    first, second = (pq.read_table(p / "data" / "train-00000.parquet", columns=["id", "lq", "hq"]).to_pylist() for p in (hf, tmp_path / "hf2"))
+    by_id = {row["id"]: row for row in first}
+    assert len(second) == 12 and all(row[s]["bytes"] == by_id[row["id"]][s]["bytes"] for row in second for s in ("lq", "hq"))  # bytes copied, not re-encoded
 
 
 def test_a_corrupt_or_empty_cell_is_an_error_row_and_the_run_goes_on(folder, tmp_path):
@@ -145,8 +268,13 @@ def test_a_corrupt_or_empty_cell_is_an_error_row_and_the_run_goes_on(folder, tmp
     assert rows["b"]["reasons"][0].startswith("hq: ") and "truncated" in rows["b"]["reasons"][0]
     assert rows["c"]["reasons"] == ["lq: no image in row 2 of column 'lq' (no bytes, no path)"]
     assert rows["d"]["reasons"] == ["hq: not an image (format not recognised)"]
-    with pytest.raises(ExportError, match="not supported yet"):  # before any work
-        api.filter_pairs(tmp_path / "pairs.parquet", tmp_path / "qc", "resolution", device="cpu", export=tmp_path / "clean")
+    summary = api.filter_pairs(tmp_path / "pairs.parquet", tmp_path / "qc-ssim", "ssim", device="cpu", export=tmp_path / "clean")
+    assert summary["export"]["pairs"] == 1  # 'filter --export': the accepted pair, written from its bytes
+    assert [p.relative_to(tmp_path / "clean").as_posix() for p in sorted((tmp_path / "clean").rglob("*.*"))] == [".ggtqc-export", "hq/a.webp", "lq/a.png"]
+    assert (tmp_path / "clean" / "hq" / "a.webp").read_bytes() == hq[0]["bytes"]
+    pq.write_table(table.slice(0, 0), tmp_path / "pairs.parquet")  # rewritten since the run: the cells are gone
+    with pytest.raises(ExportError, match=r"cannot export pairs.parquet#0/lq: row 0 is past the end of the file \(0 rows\)"):
+        export_run(tmp_path / "qc-ssim", tmp_path / "again")
 
 
 def test_a_killed_run_resumes_without_duplicate_rows(folder, tmp_path, plugin_env):

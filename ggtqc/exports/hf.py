@@ -83,7 +83,8 @@ class ParquetShards:
         for side in ("lq", "hq"):
             source = getattr(item, side)
             extension, converted = image_of(source)
-            row[side] = {"bytes": source.read_bytes() if converted is None else converted, "path": f"{item.key}{extension}"}
+            data = source.read_bytes() if converted is None else converted  # an image from a Parquet file: its bytes, undecoded
+            row[side] = {"bytes": data, "path": f"{item.key}{extension}"}
         scores = row.pop("scores") or {}
         if self.fields:
             row["scores"] = {f: {k: _number((scores.get(f) or {}).get(k)) for k in ks} for f, ks in self.fields.items()}
