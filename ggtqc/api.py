@@ -161,10 +161,10 @@ def filter_pairs(
     try:
         run(found, stages, log, options, torch_device, on_batch=on_batch)
     finally:
-        if source.suffix.lower() == ".parquet":
+        if source.suffix.lower() == ".parquet" or source.is_dir():
             from ggtqc.parquet import close_readers
 
-            close_readers()  # the slices of images kept for the run
+            close_readers()  # the slices of images kept for the run (of a file or a folder of shards)
 
     from ggtqc import __version__
 

@@ -14,7 +14,9 @@ names both: never a silent guess.
 
 A pairs file (CSV or TSV with a header, JSONL, or Parquet) lists ``lq`` and ``hq`` paths
 (or a column alias from :data:`COLUMNS`), relative to the file's own folder or absolute, and
-optionally an ``id``. A Parquet file may hold the images themselves (``ggtqc.parquet``).
+optionally an ``id``. A Parquet file may hold the images themselves (``ggtqc.parquet``). A
+folder with ``.parquet`` files directly inside and no LQ/HQ folders is a dataset of Parquet
+shards (``ggtqc.parquet.read_parquet_shards``).
 
 Problems that belong to one pair (unpaired file, two candidates for one id, a missing
 file) do not stop discovery: the pair carries an ``error`` and becomes an error row.
@@ -123,8 +125,16 @@ class Pair:
 
 
 def discover(source: Path, naming: Naming | None = None) -> list[Pair]:
-    """Pairs from a pairs folder or a pairs file, sorted by id."""
+    """Pairs from a pairs folder, a pairs file (sorted by id), or a folder of Parquet shards
+    (in shard and row order)."""
     if source.is_dir():
+        shards = parquet_shards(source)
+        if shards:
+            if naming is not None and not naming.exact:
+                raise PairsError("--lq-template and --hq-template apply to a folder of images, not to Parquet shards")
+            from ggtqc.parquet import read_parquet_shards
+
+            return read_parquet_shards(source, shards)
         return discover_folder(source, naming or Naming())
     if naming is not None and not naming.exact:
         raise PairsError("--lq-template and --hq-template apply to a pairs folder, not a pairs file")
@@ -137,12 +147,26 @@ def discover(source: Path, naming: Naming | None = None) -> list[Pair]:
     raise PairsError(f"{source} does not exist; give a pairs folder (with lq/ and hq/) or a pairs file")
 
 
-def find_sides(root: Path) -> tuple[Path, Path]:
+def parquet_shards(root: Path) -> list[Path]:
+    """The Parquet files of a folder that is a dataset of shards: one with ``.parquet`` files
+    directly inside and no LQ/HQ folders (``hf``'s ``data/``, a Hub dataset's ``data/``); else []."""
+    if _side_folders(root):
+        return []
+    from ggtqc.parquet import shards_in
+
+    return shards_in(root)
+
+
+def _side_folders(root: Path) -> list[tuple[Path, Path]]:
     children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    found = [(children[lq], children[hq]) for lq, hq in FOLDER_ALIASES if lq in children and hq in children]
+    return [(children[lq], children[hq]) for lq, hq in FOLDER_ALIASES if lq in children and hq in children]
+
+
+def find_sides(root: Path) -> tuple[Path, Path]:
+    found = _side_folders(root)
     if not found:
         names = ", ".join(f"{lq}/+{hq}/" for lq, hq in FOLDER_ALIASES)
-        raise PairsError(f"{root} has no LQ/HQ folders; expected one of: {names} (or use --pairs-file)")
+        raise PairsError(f"{root} has no LQ/HQ folders; expected one of: {names}, or .parquet shards (or use --pairs-file)")
     if len(found) > 1:
         listed = " and ".join(f"{a.name}/+{b.name}/" for a, b in found)
         raise PairsError(f"{root} is ambiguous: it holds {listed}; use --pairs-file to say which")
@@ -260,8 +284,9 @@ def path_id(text: str) -> str:
 
 def image_source(source: Path, text: str) -> Path | ImageSource:
     """What a results row's ``lq`` or ``hq`` names, in a run whose input was ``source``: a
-    file (relative to a pairs folder, or to a pairs file's folder), or a Parquet cell."""
-    if source.suffix.lower() == ".parquet" and not source.is_dir():
+    file (relative to a pairs folder, or to a pairs file's folder), or a Parquet cell
+    (``pairs.parquet#12/lq``; in a folder of shards, the shard's name in that folder)."""
+    if source.suffix.lower() == ".parquet" or (source.is_dir() and ".parquet#" in text):
         from ggtqc.parquet import parse_cell
 
         cell = parse_cell(source, text)

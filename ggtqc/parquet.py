@@ -29,7 +29,7 @@ import bisect
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,54 @@ class Cell:
 
 
 def parse_cell(source: Path, text: str) -> Cell | None:
-    """The cell a results row names (``pairs.parquet#12/lq``) in a run of ``source``, or None."""
+    """The cell a results row names (``pairs.parquet#12/lq``) in a run of ``source`` (a
+    Parquet file, or a folder of shards: ``train-00001.parquet#12/lq``), or None."""
+    if source.is_dir():
+        match = re.fullmatch(r"([^/\\#]+\.parquet)#(\d+)/(\w+)", text)
+        return Cell(source / match[1], int(match[2]), match[3]) if match and (source / match[1]).is_file() else None
     match = re.fullmatch(rf"{re.escape(source.name)}#(\d+)/(\w+)", text)
     return Cell(source, int(match[1]), match[2]) if match else None
 
 
+def shards_in(folder: Path) -> list[Path]:
+    """The Parquet files directly in ``folder`` (not hidden), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".parquet" and not p.name.startswith(".") and p.is_file())
+
+
+def read_parquet_shards(folder: Path, shards: list[Path]) -> list[Pair]:
+    """The pairs of a folder of Parquet shards, shard by shard in name order, each in its file's order.
+
+    Ids from a shard's ``id`` column are kept; any other id (from paths or the row number) is
+    prefixed with the shard's stem (``train-00001/0003``), so the same folder gives the same ids on every run.
+    An id found in two shards is one error row naming both, never one pair over another."""
+    pairs: list[Pair] = []
+    where: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    for shard in shards:
+        found, given = _read(shard.resolve())
+        for row, pair in enumerate(found):  # one pair per row, in the file's order
+            pair_id = pair.id if given[row] else f"{shard.stem}/{pair.id}"
+            place = f"{shard.name} row {row}"
+            if pair_id in first:
+                where[pair_id].append(place)
+                continue
+            where[pair_id] = [place]
+            first[pair_id] = len(pairs)
+            pairs.append(replace(pair, id=pair_id, root=folder))
+    for pair_id, places in where.items():
+        if len(places) > 1:
+            k = first[pair_id]
+            pairs[k] = replace(pairs[k], error=f"id in several shards ({', '.join(places)}); ids must be unique across shards")
+    return pairs
+
+
 def read_parquet_pairs(path: Path) -> list[Pair]:
     """The pairs of a Parquet pairs file, in the file's order."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[list[Pair], list[bool]]:
+    """The pairs of one Parquet file, and for each whether its id is the ``id`` column's."""
     pq = require()
     path = path.resolve()
     parquet = _open(pq, path)
@@ -115,7 +156,8 @@ def read_parquet_pairs(path: Path) -> list[Pair]:
             raise PairsError(f"{path}: cannot read its {', '.join(wanted)} columns ({str(e).strip().splitlines()[0][:160]})") from None
     else:
         rows = [{}] * parquet.metadata.num_rows
-    return _pairs(path, rows, columns, kinds)
+    given = [row.get("id") is not None and bool(str(row["id"]).strip()) for row in rows]
+    return _pairs(path, rows, columns, kinds), given
 
 
 def _open(pq, path: Path):
@@ -269,7 +311,9 @@ def _is_image(field) -> bool:
         return False
 
 
-_readers: dict[tuple[Path, int, int], _Reader] = {}
+OPEN = 2
+"""Files a process keeps open with their slices (a folder of shards is read shard by shard)."""
+_readers: OrderedDict[tuple[Path, int, int], _Reader] = OrderedDict()
 _readers_lock = threading.Lock()
 
 
@@ -289,6 +333,9 @@ def _reader(file: Path) -> _Reader:
                 reader = _readers[key] = _Reader(file)
             except PairsError as e:
                 raise DecodeError(str(e).removeprefix(f"{file}: ")) from None
+            while len(_readers) > OPEN:
+                _readers.popitem(last=False)  # the least recently read file
+        _readers.move_to_end(key)
         return reader
 
 

@@ -383,3 +383,64 @@ def test_a_damaged_row_group_makes_error_rows_of_its_pairs_only(tmp_path):
     loaded = [load_pair(pair, DecodeLimits()) for pair in discover(tmp_path / "pairs.parquet")]
     assert [item.error for item in loaded[:3]] == [None] * 3
     assert all(item.error.startswith("lq: cannot read row ") and "of pairs.parquet" in item.error for item in loaded[3:])
+
+
+def test_a_folder_of_shards_is_one_dataset_under_the_same_ids(examples_run, tmp_path):
+    hf = tmp_path / "hf"
+    exported = run_cli("export", str(examples_run), "--format", "hf", *ALL, "--shard-size", "5", "--out", str(hf))
+    assert exported.returncode == 0, exported.stderr
+    data = hf / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["train-00000.parquet", "train-00001.parquet", "train-00002.parquet"]
+    listed = run_cli("pairs", str(data), "--list")
+    assert listed.returncode == 0, listed.stderr
+    lines = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert len(lines) == 12 and lines[5][1:] == ["train-00001.parquet#0/lq", "train-00001.parquet#0/hq", "row"]
+
+    again = tmp_path / "again"
+    result = run_cli("filter", str(data), "-q", "--plugins", PLUGINS, "--out", str(again))
+    assert result.returncode == 0, result.stderr
+    original = {k: v for k, v in scores_by_id(examples_run).items() if v[0] != "error"}
+    assert scores_by_id(again) == original  # the id column's ids, across the three shards
+    rows = {row["id"]: row for row in read_rows(again)}
+    assert {row["hq"].split("#")[0] for row in rows.values()} == {p.name for p in data.iterdir()}
+
+    report = run_cli("report", str(again))
+    assert report.returncode == 0, report.stderr
+    assert len(list((again / "report" / "thumbs").glob("*.jpg"))) == 2 * 12  # cells of every shard found again
+    folders = tmp_path / "folders"
+    assert run_cli("export", str(again), *ALL, "--out", str(folders)).returncode == 0
+    for pair_id in rows:
+        (written,) = (folders / "hq").glob(f"{pair_id}.*")
+        assert written.read_bytes() == (REPO / "examples" / "pairs" / "hq").joinpath(written.relative_to(folders / "hq")).read_bytes()
+
+
+def test_shard_ids_are_prefixed_by_the_shard_without_an_id_column_and_never_overwritten(folder, tmp_path):
+    files = pair_files(folder)
+    shards = tmp_path / "data"
+    shards.mkdir()
+    for n, part in enumerate((files[:3], files[3:5])):
+        cells = {side: pa.array(image_cells(folder, [f[k] for f in part]), IMAGE) for k, side in enumerate(("lq", "hq"))}
+        pq.write_table(pa.table(cells), shards / f"train-0000{n}-of-00002.parquet")
+    (shards / "notes.txt").write_text("other files beside the shards are left alone")
+    pairs = discover(shards)
+    assert [p.id for p in pairs] == [f"train-00000-of-00002/{Path(f[0]).stem}" for f in files[:3]] + [f"train-00001-of-00002/{Path(f[0]).stem}" for f in files[3:5]]
+    assert [str(p.lq) for p in pairs[2:4]] == ["train-00000-of-00002.parquet#2/lq", "train-00001-of-00002.parquet#0/lq"]
+    assert all(p.error is None for p in pairs) and discover(shards) == pairs  # the same ids on every run
+
+    ids = pa.table({"id": ["a", "b"], "lq": pa.array(image_cells(folder, [f[0] for f in files[:2]]), IMAGE), "hq": pa.array(image_cells(folder, [f[1] for f in files[:2]]), IMAGE)})
+    pq.write_table(ids, shards / "train-00000-of-00002.parquet")
+    pq.write_table(ids.slice(1, 1), shards / "train-00001-of-00002.parquet")  # 'b' again
+    pairs = discover(shards)
+    assert [p.id for p in pairs] == ["a", "b"] and pairs[0].error is None
+    assert pairs[1].error == "id in several shards (train-00000-of-00002.parquet row 1, train-00001-of-00002.parquet row 0); ids must be unique across shards"
+    out = tmp_path / "qc"
+    assert run_cli("filter", str(shards), "-q", "--plugins", "resolution", "--out", str(out)).returncode == 0
+    assert [(row["id"], row["verdict"]) for row in read_rows(out)][1] == ("b", "error")
+
+    images = tmp_path / "images"
+    make_pair_folder(images, 2, seed=1)
+    shutil.copy(shards / "train-00000-of-00002.parquet", images / "pairs.parquet")
+    assert sorted(p.id for p in discover(images)) == ["group0/0000", "group1/0001"]  # LQ/HQ folders: a folder of images
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PairsError, match=r"no LQ/HQ folders; expected one of: .*, or \.parquet shards"):
+        discover(tmp_path / "empty")
