@@ -414,7 +414,9 @@ def test_a_folder_of_shards_is_one_dataset_under_the_same_ids(examples_run, tmp_
         assert written.read_bytes() == (REPO / "examples" / "pairs" / "hq").joinpath(written.relative_to(folders / "hq")).read_bytes()
 
 
-def test_shard_ids_are_prefixed_by_the_shard_without_an_id_column_and_never_overwritten(folder, tmp_path):
+def test_shard_ids_are_prefixed_by_the_shard_without_an_id_column_and_never_overwritten(folder, tmp_path, monkeypatch):
+    from ggtqc import parquet
+
     files = pair_files(folder)
     shards = tmp_path / "data"
     shards.mkdir()
@@ -426,6 +428,12 @@ def test_shard_ids_are_prefixed_by_the_shard_without_an_id_column_and_never_over
     assert [p.id for p in pairs] == [f"train-00000-of-00002/{Path(f[0]).stem}" for f in files[:3]] + [f"train-00001-of-00002/{Path(f[0]).stem}" for f in files[3:5]]
     assert [str(p.lq) for p in pairs[2:4]] == ["train-00000-of-00002.parquet#2/lq", "train-00001-of-00002.parquet#0/lq"]
     assert all(p.error is None for p in pairs) and discover(shards) == pairs  # the same ids on every run
+    monkeypatch.setattr(parquet, "OPEN", 1)
+    parquet.close_readers()
+    for pair, (lq, hq) in zip(pairs, files):
+        assert np.array_equal(decode_image(pair.hq), decode_image(folder / hq))
+        assert len(parquet._readers) == 1  # the shard before is closed with its slices
+    parquet.close_readers()
 
     ids = pa.table({"id": ["a", "b"], "lq": pa.array(image_cells(folder, [f[0] for f in files[:2]]), IMAGE), "hq": pa.array(image_cells(folder, [f[1] for f in files[:2]]), IMAGE)})
     pq.write_table(ids, shards / "train-00000-of-00002.parquet")
