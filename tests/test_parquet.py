@@ -452,3 +452,25 @@ def test_shard_ids_are_prefixed_by_the_shard_without_an_id_column_and_never_over
     (tmp_path / "empty").mkdir()
     with pytest.raises(PairsError, match=r"no LQ/HQ folders; expected one of: .*, or \.parquet shards"):
         discover(tmp_path / "empty")
+
+
+def test_compare_matches_bytes_backed_pairs_by_content_and_shows_their_thumbnails(folder, tmp_path):
+    files = pair_files(folder)
+    sizes = {lq: min(Image.open(folder / hq).size) for lq, hq in files}
+    threshold = sorted(sizes.values())[4]  # about half the targets pass this, all pass the default
+    for name, order in (("a", files), ("b", files[::-1])):  # the same photos in another row order, under the same file name
+        cells = {side: pa.array(image_cells(folder, [f[k] for f in order]), IMAGE) for k, side in enumerate(("lq", "hq"))}
+        (tmp_path / name).mkdir()
+        pq.write_table(pa.table({"id": [f"{name}{k}" for k in range(len(order))], **cells}), tmp_path / name / "pairs.parquet")
+    (tmp_path / "strict.toml").write_text(f"[resolution.thresholds]\nhq_short_side = {threshold}\n")
+    for name, extra in (("a", []), ("b", ["--config", str(tmp_path / "strict.toml")])):
+        done = run_cli("filter", str(tmp_path / name / "pairs.parquet"), "-q", "-p", "resolution", "--out", str(tmp_path / f"qc-{name}"), *extra)
+        assert done.returncode == 0, done.stderr
+    result = run_cli("compare", str(tmp_path / "qc-a"), str(tmp_path / "qc-b"), "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 0, result.stderr
+    verdicts = {name: {row["lq"]: row["verdict"] for row in read_rows(tmp_path / f"qc-{name}")} for name in "ab"}
+    differ = sum(verdicts["a"][f"pairs.parquet#{k}/lq"] != verdicts["b"][f"pairs.parquet#{len(files) - 1 - k}/lq"] for k in range(len(files)))
+    assert differ > 0
+    assert f"8 LQ photos in every run, {differ} with verdicts that differ; 16 rows matched by LQ content" in result.stdout
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    assert page.count("<img ") == 3 * differ and "class='missing'" not in page
