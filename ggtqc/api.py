@@ -113,7 +113,8 @@ def filter_pairs(
     """Score and decide every pair in ``pairs`` and write the results to ``out``; return the
     summary (what ``out/summary.json`` holds).
 
-    ``pairs`` is a pairs folder (``lq/`` and ``hq/``) or a pairs file (CSV/TSV/JSONL).
+    ``pairs`` is a pairs folder (``lq/`` and ``hq/``) or a pairs file (CSV/TSV/JSONL, or
+    Parquet with paths or the images themselves, ``ggtqc.parquet``).
     ``plugins`` is ``"all"``, a comma list, exclusions (``"all,-clip"``) or a list of names.
     The options are those of ``ggtqc filter``: ``workers`` defaults to the cores divided by
     ``processes``; ``export`` links the accepted pairs into ``export/lq`` and ``export/hq``
@@ -131,7 +132,6 @@ def filter_pairs(
     """
     source = Path(pairs).resolve()
     found = discover(source, naming)
-    root = source if source.is_dir() else source.parent
     host = host or _load_host()
     available = host.filters()
     selection = plugins.replace(" ", "") if isinstance(plugins, str) else ",".join(plugins)
@@ -187,10 +187,16 @@ def filter_pairs(
     if progress is not None:
         progress([], done, len(found))
     started = time.perf_counter()
-    if ray_engine is not None:
-        ray_engine.run(stages, options, torch_device, on_batch=on_batch)
-    else:
-        run(found, stages, log, options, torch_device, on_batch=on_batch)
+    try:
+        if ray_engine is not None:
+            ray_engine.run(stages, options, torch_device, on_batch=on_batch)
+        else:
+            run(found, stages, log, options, torch_device, on_batch=on_batch)
+    finally:
+        if source.suffix.lower() == ".parquet" or source.is_dir():
+            from ggtqc.parquet import close_readers
+
+            close_readers()  # the slices of images kept for the run (of a file or a folder of shards)
 
     from ggtqc import __version__
 
@@ -207,7 +213,7 @@ def filter_pairs(
     if parquet:
         write_parquet(out)
     if export_dir is not None:
-        extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), root, export_dir)}
+        extra["export"] = {"dir": str(export_dir), "pairs": export_accepted(log.rows(), source, export_dir)}
     return log.write_summary(extra)
 
 

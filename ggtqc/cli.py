@@ -59,7 +59,7 @@ def cli() -> None:
 
 @cli.command("filter")
 @click.argument("pairs", required=False, type=click.Path(path_type=Path))
-@click.option("--pairs-file", type=click.Path(path_type=Path), help="CSV/TSV/JSONL listing lq, hq (and id) instead of PAIRS.")
+@click.option("--pairs-file", type=click.Path(path_type=Path), help="CSV/TSV/JSONL/Parquet listing lq, hq (and id) instead of PAIRS; Parquet may hold the images.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("qc"), show_default=True, help="Results folder.")
 @click.option("--plugins", "-p", default="all", show_default=True, help="'all', a comma list, or exclusions: all,-geometry.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file of thresholds and options.")
@@ -106,7 +106,7 @@ def filter_command(
     parquet: bool,
     quiet: bool,
 ) -> None:
-    """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/) and write verdicts to --out."""
+    """Score LQ/HQ pairs in PAIRS (a folder with lq/ and hq/, a folder of .parquet shards, or a pairs file) and write verdicts to --out."""
     if (pairs is None) == (pairs_file is None):
         raise click.UsageError("give either a PAIRS folder or --pairs-file, not both or neither")
     host = load_host()
@@ -145,7 +145,7 @@ def filter_command(
 @click.option("--hq-template", default="{}", show_default=True, help="HQ file name from the pair id.")
 @click.option("--list", "show_all", is_flag=True, help="Print every pair: id, LQ, HQ, how matched or why not.")
 def pairs_command(pairs: Path, lq_template: str, hq_template: str, show_all: bool) -> None:
-    """Show how the files of PAIRS (a folder or a pairs file) are paired, without scoring."""
+    """Show how the files of PAIRS (a folder, a folder of .parquet shards, or a pairs file) are paired, without scoring."""
     found = discover(pairs.resolve(), Naming(lq_template, hq_template))
     if show_all:
         for pair in found:

@@ -3,8 +3,9 @@
 Each run is the ``--out`` folder of a ``ggtqc filter`` run. A pair is matched across runs
 by its LQ photo: first by the LQ file's path relative to its run's input folder (the
 ``lq`` of its row, e.g. ``lq/rain/0001.jpg``); a row whose path is not found in every run
-(another folder layout, or a pairs file) is matched by the LQ file's content (SHA-256),
-so only those files are read; where one photo is the LQ of several pairs in a run, its
+(another folder layout, or a pairs file), and every LQ image held in a Parquet file (its
+name, ``train-00000.parquet#12/lq``, says only its row), is matched by the LQ's content
+(SHA-256), so only those images are read; where one photo is the LQ of several pairs in a run, its
 k-th pair by id matches the k-th in another run. Rows without an LQ file are left out.
 
 Rates are computed over the LQ photos found in every run, so each run is judged on the
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ggtqc.calibrate import wilson
+from ggtqc.exports.files import UnreadableImage, read_bytes
+from ggtqc.images import ImageSource
+from ggtqc.pairs import image_source
 from ggtqc.report import STYLE, THUMBS, spread, read_results, thumbnail
 from ggtqc.results import VERDICTS, error_kind
 from ggtqc.rowlog import write_atomic
@@ -42,7 +46,8 @@ class CompareError(Exception):
 class Run:
     name: str
     folder: Path
-    root: Path
+    source: Path
+    """The run's input: rows name images relative to it (``ggtqc.pairs.image_source``)."""
     rows: list[dict[str, Any]]
     by_lq: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Rows by the LQ key they are matched on."""
@@ -95,9 +100,9 @@ def read_runs(folders: Sequence[Path], names: Sequence[str] = ()) -> tuple[list[
     """The runs, their rows keyed by LQ; and how many rows were matched by content."""
     runs = []
     for name, folder in zip(run_names(folders, names), folders):
-        _, root, rows = read_results(folder)
-        runs.append(Run(name, folder, root, rows))
-    paths = [{row["lq"] for row in run.rows if row.get("lq")} for run in runs]
+        run, _, rows = read_results(folder)
+        runs.append(Run(name, folder, Path(run["input"]), rows))
+    paths = [{row["lq"] for row in run.rows if row.get("lq") and isinstance(image_source(run.source, row["lq"]), Path)} for run in runs]
     everywhere = set.intersection(*paths)
     by_content = 0
     for run in runs:
@@ -107,7 +112,7 @@ def read_runs(folders: Sequence[Path], names: Sequence[str] = ()) -> tuple[list[
                 continue
             key = lq
             if lq not in everywhere:
-                digest = _content(run.root / lq)
+                digest = _content(image_source(run.source, lq))
                 if digest is not None:
                     key = f"sha256:{digest}"
                     by_content += 1
@@ -119,8 +124,14 @@ def read_runs(folders: Sequence[Path], names: Sequence[str] = ()) -> tuple[list[
     return runs, by_content
 
 
-def _content(path: Path) -> str | None:
+def _content(path: Path | ImageSource) -> str | None:
     digest = hashlib.sha256()
+    if not isinstance(path, Path):  # an image held in a Parquet file
+        try:
+            digest.update(read_bytes(path))
+        except (UnreadableImage, OSError):
+            return None
+        return digest.hexdigest()
     try:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -219,10 +230,10 @@ def write_comparison(result: Comparison, out: Path, show: int = 24, workers: int
     for k, key in enumerate(shown):
         stem = f"{THUMBS}/{hashlib.sha1(key.encode()).hexdigest()[:16]}"
         first = result.runs[0]
-        jobs[(key, "lq")] = (first.root / first.by_lq[key]["lq"], f"{stem}-lq.jpg")
+        jobs[(key, "lq")] = (image_source(first.source, first.by_lq[key]["lq"]), f"{stem}-lq.jpg")
         for r, run in enumerate(result.runs):
             hq = run.by_lq[key].get("hq")
-            jobs[(key, r)] = (run.root / hq if hq else None, f"{stem}-hq{r}.jpg")
+            jobs[(key, r)] = (image_source(run.source, hq) if hq else None, f"{stem}-hq{r}.jpg")
     (out / THUMBS).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         made = pool.map(lambda job: thumbnail(job[0], out, job[1]) if job[0] else "!no file", jobs.values())

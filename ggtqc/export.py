@@ -5,6 +5,7 @@ only by default) and hands them, one by one, to a format:
 
 - ``folders``: ``DEST/lq``, ``DEST/hq`` of hard links (copies across file systems), named
   by pair id, or by a flat safe key with ``rename`` (what ``filter --export`` writes);
+  images held in a Parquet pairs file are written from their bytes (``ggtqc.exports.files``);
 - ``basicsr``: flat ``lq/``, ``hq/`` and ``meta_info.txt`` as BasicSR's PairedImageDataset
   reads them;
 - ``hf``: Parquet shards with ``Image`` columns and a dataset card (``ggtqc.exports.hf``);
@@ -26,11 +27,14 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ggtqc.decide import read_run
+from ggtqc.exports.files import Picture, UnreadableImage, exists, stat_of
+from ggtqc.pairs import image_source
 from ggtqc.results import RESULTS, VERDICTS
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
@@ -50,14 +54,16 @@ class Item:
 
     row: dict[str, Any]
     key: str
-    lq: Path
-    hq: Path
+    lq: Picture
+    hq: Picture
+    """A file, or an image held in a Parquet pairs file (``ggtqc.exports.files``)."""
     generation: dict[str, Any] | None = None
 
     def stamp(self) -> list[Any]:
-        """What the exported pair depends on: its row, key, generation row and both files' size and time."""
-        files = [[p.stat().st_size, p.stat().st_mtime_ns] for p in (self.lq, self.hq)]
-        return [self.row, self.key, self.generation, files]
+        """What the exported pair depends on: its row, key, generation row and both files' size
+        and time (of an image in a Parquet file, the Parquet file's)."""
+        stats = [stat_of(p) for p in (self.lq, self.hq)]
+        return [self.row, self.key, self.generation, [[s.st_size, s.st_mtime_ns] for s in stats]]
 
 
 @dataclass
@@ -65,7 +71,8 @@ class Selection:
     """The pairs of a run to export, read lazily; counts fill in as they are read."""
 
     rows: Iterable[dict[str, Any]]
-    root: Path
+    source: Path
+    """The run's input: rows name images relative to it (``ggtqc.pairs.image_source``)."""
     verdicts: tuple[str, ...]
     generation: GenerationIndex | None = None
     by_verdict: Counter[str] = field(default_factory=Counter)
@@ -73,6 +80,7 @@ class Selection:
     missing_examples: list[str] = field(default_factory=list)
     models: Counter[str] = field(default_factory=Counter)
     cost_usd: float = 0.0
+    _cells: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[Item]:
         try:
@@ -80,14 +88,19 @@ class Selection:
         finally:
             if self.generation:
                 self.generation.close()
+            if self._cells:
+                from ggtqc.parquet import close_readers
+
+                close_readers()  # the slices of images the export read
 
     def _items(self) -> Iterator[Item]:
         keys = Keys()
         for row in self.rows:
             if row.get("verdict") not in self.verdicts:
                 continue
-            lq, hq = (self.root / row[side] if row.get(side) else None for side in ("lq", "hq"))
-            if lq is None or hq is None or not lq.is_file() or not hq.is_file():
+            lq, hq = (image_source(self.source, row[side]) if row.get(side) else None for side in ("lq", "hq"))
+            self._cells = self._cells or any(p is not None and not isinstance(p, Path) for p in (lq, hq))
+            if lq is None or hq is None or not exists(lq) or not exists(hq):
                 self.missing += 1
                 if len(self.missing_examples) < 5:
                     self.missing_examples.append(row["id"])
@@ -224,22 +237,23 @@ def export_run(
 
         hf.require()
     log = root / GENERATION_LOG
-    selection = Selection(_rows(run_dir), root, verdicts, GenerationIndex(log) if log.is_file() else None)
+    selection = Selection(_rows(run_dir), Path(run["input"]), verdicts, GenerationIndex(log) if log.is_file() else None)
     claim(dest, fmt)
     settings = {"format": fmt, "verdicts": list(verdicts)}
-    if fmt in ("folders", "basicsr"):
-        from ggtqc.exports.folders import export_folders
+    with _unreadable():
+        if fmt in ("folders", "basicsr"):
+            from ggtqc.exports.folders import export_folders
 
-        settings["rename"] = rename or fmt == "basicsr"
-        written = export_folders(selection, dest, basicsr=fmt == "basicsr", rename=rename)
-    else:
-        from ggtqc.exports import hf, shards, webdataset
+            settings["rename"] = rename or fmt == "basicsr"
+            written = export_folders(selection, dest, basicsr=fmt == "basicsr", rename=rename)
+        else:
+            from ggtqc.exports import hf, shards, webdataset
 
-        settings.update(shard_size=shard_size, layout=LAYOUT)
-        writer = hf.ParquetShards(run) if fmt == "hf" else webdataset.TarShards()
-        written = shards.write_shards(selection, dest, writer, shard_size, settings)
-        if fmt == "hf":
-            hf.write_card(dest, run, run_dir, selection, written, settings)
+            settings.update(shard_size=shard_size, layout=LAYOUT)
+            writer = hf.ParquetShards(run) if fmt == "hf" else webdataset.TarShards()
+            written = shards.write_shards(selection, dest, writer, shard_size, settings)
+            if fmt == "hf":
+                hf.write_card(dest, run, run_dir, selection, written, settings)
     summary = {
         **settings,
         "run": str(run_dir.resolve()),
@@ -253,6 +267,15 @@ def export_run(
     return summary
 
 
+@contextmanager
+def _unreadable() -> Iterator[None]:
+    """An image of a Parquet pairs file that cannot be read any more stops the export in one line."""
+    try:
+        yield
+    except UnreadableImage as e:
+        raise ExportError(f"cannot export {e}; the Parquet file changed since 'ggtqc filter' read it? rerun it") from None
+
+
 def _rows(run_dir: Path) -> Iterator[dict[str, Any]]:
     try:
         yield from read_rows(run_dir / RESULTS)
@@ -260,13 +283,14 @@ def _rows(run_dir: Path) -> Iterator[dict[str, Any]]:
         raise ExportError(str(e)) from None
 
 
-def export_accepted(rows: Iterable[dict[str, Any]], root: Path, dest: Path) -> int:
-    """``filter --export DIR``: the accepted pairs of ``rows`` in the ``folders`` format."""
+def export_accepted(rows: Iterable[dict[str, Any]], source: Path, dest: Path) -> int:
+    """``filter --export DIR``: the accepted pairs of ``rows`` (a run of ``source``) in the ``folders`` format."""
     from ggtqc.exports.folders import export_folders
 
     claim(dest, "folders")
-    selection = Selection(rows, root, ("accept",))
-    written = export_folders(selection, dest, basicsr=False, rename=False)
+    selection = Selection(rows, source, ("accept",))
+    with _unreadable():
+        written = export_folders(selection, dest, basicsr=False, rename=False)
     summary = {"format": "folders", "verdicts": ["accept"], "pairs": sum(selection.by_verdict.values()), **written}
     write_marker(dest, {"format": "folders", "summary": summary})
     return summary["pairs"]

@@ -11,7 +11,9 @@ Rules (docs/usage.md repeats them):
   refused before its pixels are decoded (decompression bombs).
 
 Every failure raises :class:`DecodeError` with a short reason that says what is wrong.
-Files are opened read-only; nothing is ever written back.
+Files are opened read-only; nothing is ever written back. An image that is not a file of its
+own (a cell of a Parquet pairs file, :mod:`ggtqc.parquet`) is an :class:`ImageSource`: it
+reads its bytes, and the same decoder and rules apply to them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,8 +42,26 @@ class DecodeLimits:
     max_bytes: int = 256 * 1024 * 1024
 
 
-def decode_image(path: str | os.PathLike[str], limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
-    """Read ``path`` as a read-only RGB ``uint8`` array of shape ``(H, W, 3)``."""
+class ImageSource(Protocol):
+    """An image held somewhere other than a file of its own; ``str()`` names it in rows."""
+
+    def read(self, limits: DecodeLimits) -> bytes:
+        """The image's encoded bytes; :class:`DecodeError` if there are none or too many."""
+        ...
+
+
+Source = Union[str, "os.PathLike[str]", ImageSource]
+
+
+def decode_image(source: Source, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
+    """Read ``source`` (a file, or an :class:`ImageSource`) as a read-only RGB ``uint8``
+    array of shape ``(H, W, 3)``."""
+    data = read_file(source, limits) if isinstance(source, (str, os.PathLike)) else source.read(limits)
+    return decode_bytes(data, limits)
+
+
+def read_file(path: str | os.PathLike[str], limits: DecodeLimits = DecodeLimits()) -> bytes:
+    """The bytes of the file ``path``, refused if empty or over ``limits.max_bytes``."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -53,10 +74,9 @@ def decode_image(path: str | os.PathLike[str], limits: DecodeLimits = DecodeLimi
     if size > limits.max_bytes:
         raise DecodeError(f"file too large ({size} bytes > cap {limits.max_bytes})")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DecodeError(f"cannot read file ({e.strerror})") from None
-    return decode_bytes(data, limits)
 
 
 def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:

@@ -12,8 +12,11 @@ side (``0001x4``, ``0001_x4``), and side markers (``_LR``/``_HR``, ``_lq``/``_hq
 ``ggtqc pairs`` lists the counts, and two files that reduce to one id are an error row that
 names both: never a silent guess.
 
-A pairs file (CSV with a header, or JSONL) lists ``lq`` and ``hq`` paths, relative to the
-file's own folder or absolute, and optionally an ``id``.
+A pairs file (CSV or TSV with a header, JSONL, or Parquet) lists ``lq`` and ``hq`` paths
+(or a column alias from :data:`COLUMNS`), relative to the file's own folder or absolute, and
+optionally an ``id``. A Parquet file may hold the images themselves (``ggtqc.parquet``). A
+folder with ``.parquet`` files directly inside and no LQ/HQ folders is a dataset of Parquet
+shards (``ggtqc.parquet.read_parquet_shards``).
 
 Problems that belong to one pair (unpaired file, two candidates for one id, a missing
 file) do not stop discovery: the pair carries an ``error`` and becomes an error row.
@@ -30,7 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ggtqc.images import IMAGE_EXTENSIONS
+from ggtqc.images import IMAGE_EXTENSIONS, ImageSource
 
 # (LQ folder, HQ folder) names recognised in a pairs folder, compared without case.
 FOLDER_ALIASES: tuple[tuple[str, str], ...] = (
@@ -47,6 +50,22 @@ CONVENTIONS = {
     "lq": re.compile(r"(?i)[_-]?(?:x[2-8]|lrx?[2-8]?|lq|low|input)$"),
     "hq": re.compile(r"(?i)[_-]?(?:hr|hq|gt|high|target)$"),
 }
+
+
+# Column names of a pairs file for each side, the first one present wins: the plain names,
+# then the names other tools write (``lq_path``; ``lq_file`` beside an ``lq`` Image column in
+# 'ggtqc export --format hf'), then the folder aliases above.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "lq": ("lq", "lq_path", "lq_file", "lr", "input"),
+    "hq": ("hq", "hq_path", "hq_file", "hr", "gt", "target"),
+}
+
+
+def pick_columns(names) -> dict[str, str] | None:
+    """``{"lq": column, "hq": column}`` among ``names``, or None if a side has none."""
+    present = set(names)
+    found = {side: next((c for c in aliases if c in present), None) for side, aliases in COLUMNS.items()}
+    return found if None not in found.values() else None  # type: ignore[return-value]
 
 
 class PairsError(Exception):
@@ -84,18 +103,21 @@ class Naming:
 @dataclass(frozen=True)
 class Pair:
     id: str
-    lq: Path | None
-    hq: Path | None
+    lq: Path | ImageSource | None
+    hq: Path | ImageSource | None
+    """A file, or an image held elsewhere (a cell of a Parquet pairs file) that reads its bytes."""
     root: Path
     """Folder that ``lq`` and ``hq`` are reported relative to."""
     error: str | None = None
     matched: str = "name"
-    """How the two files were matched: ``name`` (the same name), ``template``, or
-    ``convention: ...`` (which name endings were taken off)."""
+    """How the two files were matched: ``name`` (the same name), ``template``,
+    ``convention: ...`` (which name endings were taken off), or ``row`` (a Parquet file's row)."""
 
-    def relative(self, path: Path | None) -> str | None:
+    def relative(self, path: Path | ImageSource | None) -> str | None:
         if path is None:
             return None
+        if not isinstance(path, Path):
+            return str(path)  # an ImageSource names itself (image_source reads the name back)
         try:
             return path.relative_to(self.root).as_posix()
         except ValueError:
@@ -103,22 +125,48 @@ class Pair:
 
 
 def discover(source: Path, naming: Naming | None = None) -> list[Pair]:
-    """Pairs from a pairs folder or a pairs file, sorted by id."""
+    """Pairs from a pairs folder, a pairs file (sorted by id), or a folder of Parquet shards
+    (in shard and row order)."""
     if source.is_dir():
+        shards = parquet_shards(source)
+        if shards:
+            if naming is not None and not naming.exact:
+                raise PairsError("--lq-template and --hq-template apply to a folder of images, not to Parquet shards")
+            from ggtqc.parquet import read_parquet_shards
+
+            return read_parquet_shards(source, shards)
         return discover_folder(source, naming or Naming())
     if naming is not None and not naming.exact:
         raise PairsError("--lq-template and --hq-template apply to a pairs folder, not a pairs file")
     if source.is_file():
+        if source.suffix.lower() == ".parquet":
+            from ggtqc.parquet import read_parquet_pairs
+
+            return read_parquet_pairs(source)
         return read_pairs_file(source)
     raise PairsError(f"{source} does not exist; give a pairs folder (with lq/ and hq/) or a pairs file")
 
 
-def find_sides(root: Path) -> tuple[Path, Path]:
+def parquet_shards(root: Path) -> list[Path]:
+    """The Parquet files of a folder that is a dataset of shards: one with ``.parquet`` files
+    directly inside and no LQ/HQ folders (``hf``'s ``data/``, a Hub dataset's ``data/``); else []."""
+    if _side_folders(root):
+        return []
+    from ggtqc.parquet import shards_in
+
+    return shards_in(root)
+
+
+def _side_folders(root: Path) -> list[tuple[Path, Path]]:
     children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    found = [(children[lq], children[hq]) for lq, hq in FOLDER_ALIASES if lq in children and hq in children]
+    return [(children[lq], children[hq]) for lq, hq in FOLDER_ALIASES if lq in children and hq in children]
+
+
+def find_sides(root: Path) -> tuple[Path, Path]:
+    found = _side_folders(root)
     if not found:
         names = ", ".join(f"{lq}/+{hq}/" for lq, hq in FOLDER_ALIASES)
-        raise PairsError(f"{root} has no LQ/HQ folders; expected one of: {names} (or use --pairs-file)")
+        raise PairsError(f"{root} has no LQ/HQ folders; expected one of: {names}, or .parquet shards (or use --pairs-file)")
     if len(found) > 1:
         listed = " and ".join(f"{a.name}/+{b.name}/" for a, b in found)
         raise PairsError(f"{root} is ambiguous: it holds {listed}; use --pairs-file to say which")
@@ -210,16 +258,16 @@ def images_by_id(side: Path) -> dict[str, list[Path]]:
 
 def read_pairs_file(path: Path) -> list[Pair]:
     base = path.parent
-    rows = list(_read_rows(path))
     pairs = []
     seen: dict[str, int] = {}
-    for line, row in rows:
-        lq_text = str(row.get("lq") or "").strip()
-        hq_text = str(row.get("hq") or "").strip()
+    for line, row in _read_rows(path):
+        columns = pick_columns(row) or {"lq": "lq", "hq": "hq"}
+        lq_text = str(row.get(columns["lq"]) or "").strip()
+        hq_text = str(row.get(columns["hq"]) or "").strip()
         if not lq_text or not hq_text:
             raise PairsError(f"{path}:{line}: each row needs 'lq' and 'hq' paths")
         lq, hq = base / lq_text, base / hq_text
-        pair_id = str(row.get("id") or "").strip() or PurePosixPath(lq_text).with_suffix("").as_posix()
+        pair_id = str(row.get("id") or "").strip() or path_id(lq_text)
         if pair_id in seen:
             raise PairsError(f"{path}:{line}: id {pair_id!r} repeats line {seen[pair_id]}; ids must be unique")
         seen[pair_id] = line
@@ -227,6 +275,25 @@ def read_pairs_file(path: Path) -> list[Pair]:
         error = "; ".join(f"{side}: file not found" for side in missing) or None
         pairs.append(Pair(pair_id, lq, hq, base, error))
     return sorted(pairs, key=lambda p: p.id)
+
+
+def path_id(text: str) -> str:
+    """The id a pairs file gives a row without one: its LQ path without extension."""
+    return PurePosixPath(text).with_suffix("").as_posix()
+
+
+def image_source(source: Path, text: str) -> Path | ImageSource:
+    """What a results row's ``lq`` or ``hq`` names, in a run whose input was ``source``: a
+    file (relative to a pairs folder, or to a pairs file's folder), or a Parquet cell
+    (``pairs.parquet#12/lq``; in a folder of shards, the shard's name in that folder)."""
+    if source.suffix.lower() == ".parquet" or (source.is_dir() and ".parquet#" in text):
+        from ggtqc.parquet import parse_cell
+
+        cell = parse_cell(source, text)
+        if cell is not None:
+            return cell
+    root = source if source.is_dir() else source.parent
+    return root / text
 
 
 def _read_rows(path: Path):
@@ -246,11 +313,11 @@ def _read_rows(path: Path):
                     yield line, row
             elif suffix in (".csv", ".tsv"):
                 reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-                if not reader.fieldnames or not {"lq", "hq"} <= set(reader.fieldnames):
+                if not reader.fieldnames or pick_columns(reader.fieldnames) is None:
                     raise PairsError(f"{path}: the header must name 'lq' and 'hq' columns (and optionally 'id')")
                 for row in reader:
                     yield reader.line_num, row
             else:
-                raise PairsError(f"{path}: a pairs file must end in .csv, .tsv or .jsonl")
+                raise PairsError(f"{path}: a pairs file must end in .csv, .tsv, .jsonl or .parquet")
     except UnicodeDecodeError:
         raise PairsError(f"{path}: not a UTF-8 text file") from None

@@ -24,7 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ggtqc.images import DecodeError, decode_image
+from ggtqc.images import DecodeError, Source, decode_image
+from ggtqc.pairs import image_source
 from ggtqc.results import RESULTS, RUN, count_rows, error_kind
 from ggtqc.rowlog import LogError, read_rows, write_atomic
 
@@ -83,13 +84,14 @@ def pick(rows: Sequence[dict[str, Any]], per_reason: int, accepted: int) -> Pick
 
 def write_report(qc: Path, out: Path, per_reason: int = 12, accepted: int = 12, workers: int = 4) -> Path:
     """Write ``out/index.html`` (and its thumbnails) for the results in ``qc``; return its path."""
-    run, root, rows = read_results(qc)
+    run, _, rows = read_results(qc)
+    source = Path(run["input"])
     picked = pick(rows, per_reason, accepted)
     groups = (*picked.by_field.values(), *picked.by_review.values(), *picked.by_error.values(), picked.accepted)
     shown = {row["id"]: row for group in groups for row in group}
     (out / THUMBS).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        thumbs = dict(zip(shown, pool.map(lambda row: _thumbs(row, root, out), shown.values())))
+        thumbs = dict(zip(shown, pool.map(lambda row: _thumbs(row, source, out), shown.values())))
     page = _page(qc, out, run, count_rows(rows), picked, thumbs)
     index = out / "index.html"
     write_atomic(index, page.encode("utf-8"))
@@ -118,20 +120,21 @@ def _error_kind(row: dict[str, Any]) -> str:
     return error_kind(row["reasons"][0]) if row["reasons"] else "error"
 
 
-def _thumbs(row: dict[str, Any], root: Path, out: Path) -> dict[str, str]:
-    """``{side: thumbnail path relative to out, or "!" + why not}`` for LQ and HQ."""
+def _thumbs(row: dict[str, Any], source: Path, out: Path) -> dict[str, str]:
+    """``{side: thumbnail path relative to out, or "!" + why not}`` for LQ and HQ, the
+    images found where the rows of a run of ``source`` say (``pairs.image_source``)."""
     name = hashlib.sha1(row["id"].encode()).hexdigest()[:16]
     found = {}
     for side in ("lq", "hq"):
         if not row.get(side):
             found[side] = "!no file"
             continue
-        found[side] = thumbnail(root / row[side], out, f"{THUMBS}/{name}-{side}.jpg")
+        found[side] = thumbnail(image_source(source, row[side]), out, f"{THUMBS}/{name}-{side}.jpg")
     return found
 
 
-def thumbnail(image_path: Path, out: Path, relative: str) -> str:
-    """Write a JPEG of ``image_path`` at most :data:`THUMB_SIDE` px wide or high to
+def thumbnail(image_path: Source, out: Path, relative: str) -> str:
+    """Write a JPEG of ``image_path`` (a file or a Parquet cell) at most :data:`THUMB_SIDE` px wide or high to
     ``out/relative``; return ``relative``, or ``"!"`` and why it could not."""
     try:
         image = decode_image(image_path)

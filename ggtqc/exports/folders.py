@@ -10,6 +10,11 @@ rest and removes files of pairs no longer exported.
 flat safe key (``hq/haze__coffee.jpg``), the same base name on both sides, as BasicSR's
 folder mode pairs them.
 
+An image held in a Parquet pairs file (a cell, ``ggtqc.exports.files``) has no file to
+link: its bytes are written, with the extension its content says (PNG, JPEG, WebP, BMP,
+TIFF), never re-encoded where a linked file would not be; a rerun keeps a file that holds
+the same bytes. The summary counts such files as ``written``.
+
 ``basicsr`` writes what BasicSR's ``PairedImageDataset`` reads with ``meta_info_file``:
 ``paired_paths_from_meta_info_file`` takes the first space-separated word of each line as
 the GT file under ``dataroot_gt`` and finds the LQ file under ``dataroot_lq`` by the GT's
@@ -29,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from ggtqc.export import Item
-from ggtqc.exports.files import png_bytes, shape
+from ggtqc.exports.files import (
+    Picture,
+    UnreadableImage,
+    png_bytes,
+    read_bytes,
+    shape,
+    sniff,
+    stat_of,
+)
 from ggtqc.rowlog import write_atomic
 
 SIDES = ("lq", "hq")
@@ -37,7 +50,7 @@ META_INFO = "meta_info.txt"
 
 
 def export_folders(items: Iterable[Item], dest: Path, basicsr: bool, rename: bool) -> dict[str, Any]:
-    counts = {"linked": 0, "kept": 0, "copied": 0, "converted": 0}
+    counts = {"linked": 0, "kept": 0, "copied": 0, "written": 0, "converted": 0}
     expected: set[str] = set()
     meta = None
     if basicsr:
@@ -45,12 +58,16 @@ def export_folders(items: Iterable[Item], dest: Path, basicsr: bool, rename: boo
         meta = meta_tmp.open("w", encoding="utf-8")
     try:
         for item in items:
-            targets = _targets(item, basicsr, rename)
+            held = {side: read_bytes(p) for side in SIDES if not isinstance(p := getattr(item, side), Path)}
+            targets = _targets(item, held, basicsr, rename)
             for side in SIDES:
                 source = getattr(item, side)
                 relative, convert = targets[side]
                 expected.add(relative)
-                counts[_place(source, dest / relative, convert)] += 1
+                if side in held:
+                    counts[_write(source, held[side], dest / relative, convert)] += 1
+                else:
+                    counts[_place(source, dest / relative, convert)] += 1
             if meta is not None:
                 h, w, c = shape(dest / targets["hq"][0])
                 meta.write(f"{Path(targets['hq'][0]).name} ({h},{w},{c})\n")
@@ -63,9 +80,10 @@ def export_folders(items: Iterable[Item], dest: Path, basicsr: bool, rename: boo
     return {"files": {**counts, "removed": removed}}
 
 
-def _targets(item: Item, basicsr: bool, rename: bool) -> dict[str, tuple[str, bool]]:
-    """Each side's path under DEST and whether its file is re-encoded as PNG."""
-    extensions = {side: _normal(getattr(item, side).suffix) for side in SIDES}
+def _targets(item: Item, held: dict[str, bytes], basicsr: bool, rename: bool) -> dict[str, tuple[str, bool]]:
+    """Each side's path under DEST and whether its file is re-encoded as PNG; ``held``: the
+    bytes of the sides that are not files."""
+    extensions = {side: _extension(getattr(item, side), held.get(side)) for side in SIDES}
     if not basicsr:
         pair_id = item.row["id"]
         inside = not Path(pair_id).is_absolute() and ".." not in Path(pair_id).parts
@@ -74,6 +92,15 @@ def _targets(item: Item, basicsr: bool, rename: bool) -> dict[str, tuple[str, bo
     if extensions["lq"] == extensions["hq"]:
         return {side: (f"{side}/{item.key}{extensions[side]}", False) for side in SIDES}
     return {side: (f"{side}/{item.key}.png", extensions[side] != ".png") for side in SIDES}
+
+
+def _extension(source: Picture, data: bytes | None) -> str:
+    if data is None:
+        return _normal(source.suffix)  # type: ignore[union-attr]
+    extension = sniff(data[:12])
+    if extension is None:
+        raise UnreadableImage(f"{source}: not a PNG, JPEG, WebP, BMP or TIFF image")
+    return extension
 
 
 def _normal(suffix: str) -> str:
@@ -108,6 +135,23 @@ def _place(source: Path, target: Path, convert: bool) -> str:
         how = "copied"
     os.replace(tmp, target)
     return how
+
+
+def _write(source: Picture, data: bytes, target: Path, convert: bool) -> str:
+    """Write an image held in a Parquet file (its bytes, or a PNG of them) unless it is already there."""
+    made = stat_of(source).st_mtime_ns  # the Parquet file's
+    if target.is_file():
+        if convert:
+            if target.stat().st_mtime_ns == made:
+                return "kept"
+        elif target.stat().st_size == len(data) and target.read_bytes() == data:
+            return "kept"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, png_bytes(data) if convert else data)
+    if convert:
+        os.utime(target, ns=(made, made))  # how a rerun knows it is current
+        return "converted"
+    return "written"
 
 
 def _remove_others(dest: Path, expected: set[str]) -> int:

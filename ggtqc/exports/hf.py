@@ -5,7 +5,8 @@ Columns: ``id``, ``key``, ``lq`` and ``hq`` as the ``datasets`` library's ``Imag
 ``huggingface`` metadata, so ``load_dataset("parquet", ...)`` decodes them to PIL images),
 ``verdict``, ``reasons``, ``failed``, ``review``, ``scores`` (a struct per filter of its
 fields, from run.json; a score a filter never computed is null), ``lq_file`` and
-``hq_file`` (the paths in the pairs folder), and from the pairs folder's
+``hq_file`` (the paths in the pairs folder; ``pairs.parquet#12/lq`` for an image that was
+held in a Parquet file), and from the pairs folder's
 ``generation.jsonl``: ``model``, ``prompt``, ``cost_usd`` and the whole row as JSON in
 ``generation`` (null for pairs that ggtqc did not generate). Row groups hold
 ``ROW_GROUP`` pairs: the most images held in memory at once.
@@ -83,7 +84,8 @@ class ParquetShards:
         for side in ("lq", "hq"):
             source = getattr(item, side)
             extension, converted = image_of(source)
-            row[side] = {"bytes": source.read_bytes() if converted is None else converted, "path": f"{item.key}{extension}"}
+            data = source.read_bytes() if converted is None else converted  # an image from a Parquet file: its bytes, undecoded
+            row[side] = {"bytes": data, "path": f"{item.key}{extension}"}
         scores = row.pop("scores") or {}
         if self.fields:
             row["scores"] = {f: {k: _number((scores.get(f) or {}).get(k)) for k in ks} for f, ks in self.fields.items()}
@@ -154,8 +156,9 @@ def write_card(dest: Path, run: dict[str, Any], run_dir: Path, selection: Select
         "`id` (the pair's id in ggtqc), `key` (the id as a flat name), `lq`, `hq` (images, the files' own bytes for PNG, "
         "JPEG and WebP, else lossless PNG), `verdict`, `reasons`, `failed` and `review` (the fields that rejected the pair "
         "or put it in review), `scores` (per filter and field; null where not computed), `lq_file`, `hq_file` (paths in "
-        "the pairs folder), `model`, `prompt`, `cost_usd` (estimated, in US dollars) and `generation` (the whole "
-        "generation record as JSON) for pairs that `ggtqc generate` made.",
+        "the pairs folder, or `pairs.parquet#12/lq` for an image read from a Parquet file's row), `model`, `prompt`, "
+        "`cost_usd` (estimated, in US dollars) and `generation` (the whole generation record as JSON) for pairs that "
+        "`ggtqc generate` made.",
         "",
         f"Files under `{DONE}/` and `.ggtqc-export` are ggtqc's resume markers; leave them out of an upload "
         f"(`hf upload NAME . --repo-type dataset --exclude '.ggtqc*'`).",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ggtqc.export import Item
-from ggtqc.exports.files import kept_extension, png_bytes
+from ggtqc.exports.files import Picture, kept_extension, png_bytes, read_bytes
 from ggtqc.rowlog import write_atomic
 
 DONE = ".ggtqc-done"
@@ -106,11 +106,16 @@ def _remove_past(folder: Path, done: Path, pattern: str, count: int) -> int:
     return removed
 
 
-def image_of(path: Path) -> tuple[str, bytes | None]:
-    """A file's extension in a shard and, when it must be re-encoded, its PNG bytes (else None:
-    the file's own bytes go in as they are)."""
-    extension = kept_extension(path)
-    return (extension, None) if extension else (".png", png_bytes(path))
+def image_of(picture: Picture) -> tuple[str, bytes | None]:
+    """An image's extension in a shard and the bytes that go in: None for a file kept as it
+    is (streamed from it), else its PNG, or the bytes of an image held in a Parquet file
+    (as they are where its format is kept, else re-encoded as for a file)."""
+    if isinstance(picture, Path):
+        extension = kept_extension(picture)
+        return (extension, None) if extension else (".png", png_bytes(picture))
+    data = read_bytes(picture)
+    extension = kept_extension(data)
+    return (extension, data) if extension else (".png", png_bytes(data))
 
 
 def record(item: Item) -> dict[str, Any]:

@@ -26,7 +26,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from ggtqc.images import ImageSource
 from ggtqc.labels import AUDIT
+from ggtqc.pairs import image_source
 from ggtqc.results import RESULTS, RUN
 from ggtqc.rowlog import write_atomic
 
@@ -56,6 +58,7 @@ class RunIndex:
             source = Path(self.config["input"])
         except (ValueError, KeyError, TypeError):
             raise ReviewError(f"{run / RUN} is damaged (not the JSON that 'ggtqc filter' writes)") from None
+        self.source = source
         self.root = source.parent if source.is_file() else source  # a pairs file lists paths relative to its folder
         self.problems: list[str] = []
         self.ids: list[str] = []
@@ -155,9 +158,10 @@ class RunIndex:
         except FileNotFoundError:
             return False
 
-    def image_path(self, row: dict[str, Any], side: str) -> Path | None:
+    def image_path(self, row: dict[str, Any], side: str) -> Path | ImageSource | None:
+        """The row's file of ``side``, or the Parquet cell that holds its bytes."""
         relative = row.get(side)
-        return self.root / relative if isinstance(relative, str) and relative else None
+        return image_source(self.source, relative) if isinstance(relative, str) and relative else None
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int]:

@@ -11,7 +11,8 @@ Endpoints (all answer JSON except the page, its files and images; errors are
 - ``GET /api/pair?queue=Q&index=K``: one pair: its row (verdict, reasons, scores), image and
   heatmap URLs or why an image cannot be shown, this reviewer's label and the others'.
 - ``GET /image/lq/<n>``, ``/image/hq/<n>``: the pair's files as they are when a browser can
-  show them (PNG, JPEG, WebP, BMP, GIF), else transcoded to PNG; ``GET /heatmap/<filter>/<n>``.
+  show them (PNG, JPEG, WebP, BMP, GIF), else transcoded to PNG, as are images held in a
+  Parquet pairs file; ``GET /heatmap/<filter>/<n>``.
 - ``POST /api/label``: ``{id, queue, label, tags, scores_shown, version}``; the label is on
   disk before the answer. ``conflict`` in the answer says someone else (another tab or
   process) added labels since ``version``: both are kept; the last per pair and reviewer wins.
@@ -146,7 +147,7 @@ class ReviewApp:
         images = {}
         for side in ("lq", "hq"):
             path = self.index.image_path(row, side)
-            problem = None if path is None or path.is_file() else f"file not found: {row[side]}"
+            problem = None if path is None or not isinstance(path, Path) or path.is_file() else f"file not found: {row[side]}"
             images[side] = {"url": f"/image/{side}/{number}", "name": row.get(side), "problem": "no file in the row" if path is None else problem}
         heatmaps = {
             name: f"/heatmap/{urllib.parse.quote(name)}/{number}"
@@ -180,7 +181,7 @@ class ReviewApp:
         path = self.index.image_path(row, side)
         if path is None:
             raise NotFound(f"the row of {row['id']} names no {side.upper()} file")
-        kind = BROWSER_TYPES.get(path.suffix.lower())
+        kind = BROWSER_TYPES.get(path.suffix.lower()) if isinstance(path, Path) else None  # a Parquet cell: as PNG
         try:
             if kind:
                 return path.read_bytes(), kind
