@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, kill_after_rows, make_pair_folder, read_rows, run_cli
+from tests.helpers import REPO, kill_after_rows, make_pair_folder, read_rows, run_cli
 from ggtqc import api
 from ggtqc.export import ExportError, export_run
 from ggtqc.images import DecodeLimits, decode_image
