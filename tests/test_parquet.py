@@ -352,7 +352,7 @@ def test_cells_are_read_in_slices_and_only_a_few_are_kept(tmp_path, monkeypatch)
 
 
 def test_review_serves_the_images_of_a_bytes_backed_pair(folder, tmp_path):
-    from review_helpers import serving
+    from tests.review_helpers import serving
 
     files = pair_files(folder)[:2]
     table = pa.table({"lq": pa.array(image_cells(folder, [a for a, _ in files]), IMAGE), "hq": pa.array(image_cells(folder, [b for _, b in files]), IMAGE)})

@@ -268,7 +268,7 @@ def test_the_command_serves_a_real_filter_run(tmp_path):
     try:
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
-        from review_helpers import Client
+        from tests.review_helpers import Client
 
         client = Client(url)
         state = client.json("/api/state")
