@@ -3,12 +3,16 @@
 No-reference measures on the HQ's luma at its own resolution, plus one comparison with the
 LQ. Each is a ratio or a physical unit, so its threshold reads directly:
 
-- ``blockiness``: the mean absolute step across a JPEG grid's phase over the mean step
-  over all phases, both axes averaged; 1.0 for natural images. Two grids are read and the
-  larger ratio is the score: the HQ's own 8-px grid (its strongest phase) and, at 2x and
-  4x, the LQ's blocks carried into the HQ as tiles every 8 x scale px (one known phase,
-  from the frame's origin). Natural targets of the calibration photos stay at or under
-  1.24 on either, targets compressed to JPEG read 1.39 and more; the limit is 1.3.
+- ``blockiness``: how far a JPEG grid's phase steps above the mean step, over the mean
+  step, both axes averaged; 1.0 for natural images. Two grids are read and the larger is
+  the score: the HQ's own 8-px grid (its strongest phase) and, at 2x and 4x, the LQ's
+  blocks carried into the HQ as tiles every 8 x scale px (one known phase, from the
+  frame's origin). A grid steps in every period, so each phase's step leaves out its
+  largest fifth of periods: a few long edges on one phase (a horizon, the rim of a disc)
+  are no grid. The mean step is floored at 2 grey levels, about 1.5% of mid grey: over
+  flat content a faint grid has a large ratio and is still invisible. On crops of the
+  calibration photos clean, smoothed, and good-JPEG (quality 90-95) targets stay at or
+  under 1.29, targets compressed at quality 25 read 1.40 and more; the limit is 1.3.
 - ``noise``: noise standard deviation in grey levels, from the median absolute response
   of a Laplacian mask (Immerkaer) on the flattest 30% of the image.
 - ``halo``: strong over-sharpening, a rim both widespread and strong: the smaller of the
@@ -75,12 +79,14 @@ HALO_MIN_ROOM = 0.25  # share of edge pixels that must have room to ring for the
 CHANGE_BLUR = 0.7  # LQ px: below the finest band, which a resampling round trip loses
 SHARPEN_RADII = (0.25, 0.5, 0.75, 1.0, 1.5)  # LQ px: unsharp masks of an upscale that new_detail takes as no restoration
 NYQUIST_BLUR = 0.6  # LQ px: what remains above this blur is finer than a 2x or 4x LQ can hold
+GRID_TRIM = 0.2  # share of periods, largest steps first, that a grid phase's mean leaves out
+GRID_FLOOR = 2.0  # grey levels: a grid step must exceed this much, about 1.5% of mid grey, to be seen over flat content
 FIT_STEP = 3  # new_detail fits its nine coefficients on every third pixel of each axis
 
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "10"
+    version = "11"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -126,10 +132,14 @@ def blockiness(y: np.ndarray, scale: int = 1) -> float:
 
 
 def grid_ratio(y: np.ndarray, period: int, phase: int | None = None) -> float:
-    """Mean absolute step at one phase of a ``period``-px grid over the mean step, both axes averaged.
+    """One phase of a ``period``-px grid: 1 + its step's excess over the mean step, over the mean step.
 
-    ``phase`` None takes the strongest phase; otherwise the step between pixels ``phase``
-    and ``phase + 1`` of each period.
+    Per axis, each line's mean absolute step is grouped by phase; a phase's step is the mean
+    over periods after dropping its ``GRID_TRIM`` largest (a block grid steps in every
+    period, a few long edges, such as a horizon or the rim of a disc, in a few). The mean
+    step is floored at ``GRID_FLOOR`` grey levels: a faint grid over flat content is
+    invisible, however large its ratio. ``phase`` None takes the strongest phase;
+    otherwise the step between pixels ``phase`` and ``phase + 1`` of each period.
     """
     ratios = []
     for axis in (0, 1):
@@ -137,9 +147,12 @@ def grid_ratio(y: np.ndarray, period: int, phase: int | None = None) -> float:
         usable = len(steps) // period * period
         if usable < 2 * period:
             return float("nan")
-        phases = steps[:usable].reshape(-1, period).mean(axis=0)
+        periods = np.sort(steps[:usable].reshape(-1, period), axis=0)
+        kept = max(2, round(len(periods) * (1 - GRID_TRIM)))
+        phases = periods[:kept].mean(axis=0)
         step = phases.max() if phase is None else phases[phase]
-        ratios.append(step / max(float(phases.mean()), 1e-6))
+        mean = float(phases.mean())
+        ratios.append(1 + (step - mean) / max(mean, GRID_FLOOR))
     return float(np.mean(ratios))
 
 

@@ -56,10 +56,14 @@ hue of noise on a grey photo is random.
   an offset) sends one LQ colour to neutral. Where the LQ has greys and the target coloured
   them (at least twice as many lit LQ pixels near neutral as near that colour, and 2% of
   the frame), a cast was added, and the fields judge the pair as measured (this field
-  reads 0). Otherwise the change may be a cast removed: the size of that colour is
-  recorded here, the three fields are measured after taking it out, and where they would
-  have failed as measured (at their default limits) the filter is unsure and a person
-  looks. A sunset made neutral, or a cast added to a photo without greys, looks the same;
+  reads 0), unless the target lifted a veil: where it lowered the source's dark channel
+  (the darkest of R, G and B nearby, near 0 in clear daylight) by 32 grey levels or more,
+  the LQ's greys may be colours the veil hid. On the calibration photos honest haze
+  removals lower it by 41-128, snow removals by 28-40; clear sources (mixed, rain) move it
+  by under 6 and brightened dark ones raise it. Otherwise the change may be a cast removed: the size of that colour is
+  recorded here, the three fields are measured after taking it out, and where the default
+  thresholds would not have accepted them as measured (failed, or in the review band) the
+  filter is unsure and a person looks. A sunset made neutral, or a cast added to a photo without greys, looks the same;
   only a person or the judge can tell (docs/detection.md).
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
@@ -79,6 +83,7 @@ import cv2
 import numpy as np
 
 from ggtqc import Field, PairFilter, PairScores, hookimpl
+from ggtqc.decide import default_margin
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
@@ -94,11 +99,12 @@ LOCAL_MIN_LIT = 0.2  # mean reliability (lit share) a region needs to be judged
 MIN_REMOVED = 3.0  # CIELAB units: a smaller colour made neutral is within honest restorations' casts
 MIN_SCALE = 0.2  # a chroma scale under this drops the colour: no cast to judge as removed
 MAX_GREY_RADIUS = 6.0  # CIELAB units: the widest disc counted as "near" neutral or the removed cast
+VEIL_LIFT = 32.0  # grey levels the target lowers the source's dark channel by: a veil lifted (an eighth of the range)
 
 
 class Color(PairFilter):
     name = "color"
-    version = "8"
+    version = "9"
     threadsafe = True
     cost = 1.5
     fields = (
@@ -163,7 +169,14 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> tuple[float,
 
 
 NOT_MEASURED = {f.name: math.nan for f in Color.fields}  # returned as copies
-HUE_LIMIT, CAST_LIMIT = (next(f.threshold for f in Color.fields if f.name == name) for name in ("hue_shift_deg", "cast"))
+
+def _accepted_up_to(name: str) -> float:
+    """The largest score of field ``name`` that its default threshold accepts outright (under the review band)."""
+    field = next(f for f in Color.fields if f.name == name)
+    return field.threshold - default_margin(field.threshold, field.margin)
+
+
+HUE_ACCEPTED, CAST_ACCEPTED = _accepted_up_to("hue_shift_deg"), _accepted_up_to("cast")
 
 
 def contrast_kept(y_lq: np.ndarray, y_hq: np.ndarray) -> float:
@@ -192,17 +205,22 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     reliable = np.clip(y_lq.ravel() / 60.0, 0, 1) ** 2
     scores = {**global_colour(ab_lq, ab_hq, reliable, noise), "lq_free_chroma": free, "contrast": contrast,
               "local": local_change(ab_lq, ab_hq, reliable, small_lq.shape, noise), "cast_removed": 0.0}  # fmt: skip
-    white = neutral_source(ab_lq, ab_hq, reliable, noise)
+    lifted = veil_lifted(small_lq, small_hq)
+    white = neutral_source(ab_lq, ab_hq, reliable, noise, greys_tell=lifted < VEIL_LIFT)
     if white is None:
         return scores
     corrected = global_colour(ab_lq - white, ab_hq, reliable, noise)
     removed = float(np.hypot(*white))
     unsure = None
-    if scores["hue_shift_deg"] > HUE_LIMIT or scores["cast"] > CAST_LIMIT:  # as measured, the default limits reject it
+    if scores["hue_shift_deg"] > HUE_ACCEPTED or scores["cast"] > CAST_ACCEPTED:  # as measured, not accepted by default
+        why = (
+            f"a veil lifted (the dark channel fell {lifted:.0f} grey levels) had greyed the colours, so greys cannot tell"
+            if lifted >= VEIL_LIFT
+            else "the photo's greys cannot tell"
+        )
         unsure = (
             f"cast: the colours moved toward neutral by {removed:.1f} CIELAB units (hue {scores['hue_shift_deg']:.0f} deg, "
-            f"cast {scores['cast']:.1f} before taking that out): a cast removed, or one added to a photo whose greys "
-            "cannot tell; look"
+            f"cast {scores['cast']:.1f} before taking that out): a cast removed, or one added; {why}; look"
         )
     scores.update(corrected, cast_removed=removed)
     return PairScores(scores, unsure) if unsure else scores
@@ -229,7 +247,22 @@ def saturation_and_offset(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.nda
     return scale, (r * (ab_hq - scale * ab_lq)).sum(axis=0) / r.sum()
 
 
-def neutral_source(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, noise: float) -> np.ndarray | None:
+def veil_lifted(lq: np.ndarray, hq: np.ndarray) -> float:
+    """How far the target lowered the source's dark channel, grey levels (median over the frame).
+
+    The dark channel (the darkest of R, G and B over a 3-px neighbourhood of the pooled
+    view) is near 0 for most of a clear daylight scene; a veil of haze, fog, glare or a
+    faded print adds light to every channel and raises it. A target that lifts the veil
+    lowers it; one that only recolours leaves it where it was.
+    """
+    kernel = np.ones((3, 3), np.uint8)
+    source, target = (float(np.median(cv2.erode(np.ascontiguousarray(image.min(axis=2)), kernel))) for image in (lq, hq))
+    return source - target
+
+
+def neutral_source(
+    ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, noise: float, greys_tell: bool = True
+) -> np.ndarray | None:
     """The LQ colour the target made neutral, where that may be a cast removed; None where it cannot be.
 
     The global map ``HQ = scale * LQ + offset`` of a*b* sends the LQ colour ``-offset / scale``
@@ -241,6 +274,10 @@ def neutral_source(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, n
     person looks where it was large. A sunset made neutral, or a cast added to a photo
     without greys, looks the same as a removal; only a person (or the judge) can tell.
     None also where the colour made neutral is within ``MIN_REMOVED`` of neutral.
+
+    Under a veil (``greys_tell`` False) the greys cannot tell: haze or glare greys the
+    colours beneath it, and a target that lifts the veil colours those LQ greys again,
+    exactly as a cast added would. The change is then judged as a possible removal.
     """
     scale, offset = saturation_and_offset(ab_lq, ab_hq, reliable)
     if scale < MIN_SCALE:
@@ -252,7 +289,7 @@ def neutral_source(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, n
     radius = max(NOISE_FLOOR * noise, min(MAX_GREY_RADIUS, size / 2))
     near_white = float((reliable * (np.hypot(*(ab_lq - white).T) < radius)).sum())
     near_grey = float((reliable * (np.hypot(*ab_lq.T) < radius)).sum())
-    if near_grey > 2 * near_white and near_grey > 0.02 * reliable.sum():
+    if greys_tell and near_grey > 2 * near_white and near_grey > 0.02 * reliable.sum():
         return None
     return white
 

@@ -54,6 +54,21 @@ def test_blockiness_sees_the_lq_grid_carried_to_hq_scale(scene, scale):
     assert "blockiness" not in fails(scores(lq, scene))
 
 
+def test_blockiness_is_not_fooled_by_a_few_long_edges_on_one_phase(scene):
+    banded = cv2.GaussianBlur(scene, (0, 0), 1.0).astype(np.float32)
+    banded[[43, 123, 203]] += 90  # three bright lines across the frame, all on one phase of the 8-px grid
+    banded = np.clip(banded, 0, 255).astype(np.uint8)
+    assert "blockiness" not in fails(scores(banded, banded))
+    assert "blockiness" in fails(scores(banded, jpeg(banded, 20)))
+
+
+def test_blockiness_does_not_see_a_faint_grid_over_flat_content(scene):
+    soft = cv2.GaussianBlur(scene, (0, 0), 5.0).astype(np.float32) * 0.4 + 77  # a soft, low-contrast photo
+    flat = soft.astype(np.uint8)  # saved below as a good JPEG: a grid in the statistics, invisible to the eye
+    assert "blockiness" not in fails(scores(flat, jpeg(flat, 90)))
+    assert "blockiness" in fails(scores(flat, jpeg(flat, 25)))
+
+
 @pytest.mark.parametrize("scale", [2, 4])
 def test_change_counts_detail_drawn_at_hq_scale(scene, scale):
     # A barely degraded small source: at its scale a faithful 2x/4x target hardly differs

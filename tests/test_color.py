@@ -74,6 +74,21 @@ def test_a_cast_added_to_a_source_with_greys_is_rejected(scene):
     assert {"cast", "hue_shift_deg"} & set(failing_fields(Color, got)), got
 
 
+def blue_veil(image):
+    return np.clip(image * 0.45 + np.array([150, 170, 205]) * 0.55, 0, 255).astype(np.uint8)
+
+
+def test_a_veil_lifted_from_a_coloured_scene_is_judged_as_a_cast_removed(scene):
+    got = compare(blue_veil(scene), scene, 64, 4.0)  # the veil greyed the suit and the flag; the target colours them again
+    assert isinstance(got, PairScores) and "a veil lifted" in got.unsure and "(hue 26 deg" in got.unsure, got
+    assert failing_fields(Color, got.values) == [], got.values
+
+
+def test_a_cast_added_while_lifting_a_veil_goes_to_review_not_to_acceptance(scene):
+    got = compare(blue_veil(scene), shifted(scene, 6, 22), 64, 4.0)  # under the veil the greys cannot tell
+    assert isinstance(got, PairScores) and "a veil lifted" in got.unsure, got
+
+
 def test_a_hue_turn_of_a_photo_without_greys_cannot_be_told_from_a_cast_removed():
     coffee = cv2.resize(photos()[1], (480, 320), interpolation=cv2.INTER_AREA)  # browns, no greys
     got = compare(coffee, turn_hue(coffee, 30), 64, 4.0)
@@ -171,7 +186,7 @@ def test_color_measures_a_cast(coffee):
     def cast(lab):
         lab[..., 1] -= 15  # towards green, across the coffee's orange
 
-    got = scores(Color, degrade.haze(coffee), in_lab(coffee, cast))
+    got = scores(Color, degrade.low_light(coffee), in_lab(coffee, cast))  # brightened, no veil lifted: greys tell
     assert 6.5 < got["cast"] < 20 and "cast" in failing_fields(Color, got)  # measured short: part reads as saturation
 
 
