@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from benchmarks.throughput_pairs import BATCH, FILTERS, make_pairs
+from benchmarks.timing import mean_seconds
 from ggtqc.host import load_host
 from ggtqc.runner import Stage, score_batch
 
@@ -40,5 +41,5 @@ def test_filter_ms_per_pair(benchmark, pairs, name, workers):
     benchmark.extra_info["workers"] = workers
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as executor:
         benchmark.pedantic(score_batch, args=(pairs, [stage], True, CPU, executor), rounds=3, warmup_rounds=1, iterations=1)
-    if benchmark.stats is not None:  # None under --benchmark-disable, a smoke run of every case
-        benchmark.extra_info["ms_per_pair"] = benchmark.stats.stats.mean / BATCH * 1000
+    if (seconds := mean_seconds(benchmark)) is not None:
+        benchmark.extra_info["ms_per_pair"] = seconds / BATCH * 1000

@@ -19,3 +19,8 @@ def synchronised(device: str, function: Callable[[], T]) -> Callable[[], T]:
         return out
 
     return run
+
+
+def mean_seconds(benchmark) -> float | None:
+    """The benchmark's mean time per round, or None under ``--benchmark-disable`` (a smoke run of every case)."""
+    return None if benchmark.stats is None else benchmark.stats.stats.mean
