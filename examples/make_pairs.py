@@ -117,9 +117,10 @@ def main() -> None:
     pasted[60:140, 250:350] = resize(astronaut[150:330, 160:385], 100, 80)  # a face on the table
     save(lq / "fault/pasted_object.jpg", mixed(cup))
     save(hq / "fault/pasted_object.jpg", pasted)
-    lab = cv2.cvtColor(cup.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
-    lab[..., 1] -= 14  # a green cast
-    save(lq / "fault/color_cast.jpg", haze(cup))
+    portrait = resize(astronaut, 384, 384)  # a white suit: greys that a cast added colours
+    lab = cv2.cvtColor(portrait.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[..., 1] -= 18  # a green cast
+    save(lq / "fault/color_cast.jpg", cv2.GaussianBlur(portrait, (0, 0), 1.2))  # a soft source: no veil to lift
     save(hq / "fault/color_cast.jpg", np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255 + 0.5, 0, 255).astype(np.uint8))
 
     # Broken input: a truncated target and an LQ without a target.

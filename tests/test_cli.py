@@ -48,9 +48,10 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     for honest in ("mixed/astronaut", "haze/coffee", "lowlight/rocket", "oldphoto/chelsea", "rain/astronaut_face", "snow/coffee_cup"):
         assert rows[honest]["verdict"] in ("accept", "review"), rows[honest]
         assert rows[honest]["scores"]["ssim"]["structure"] >= 0.6
-    # The dark rocket's added-detail score sits just under its threshold: a person should look.
+    # The dark rocket's added-detail score sits just under its threshold, and its target, a
+    # quality-85 JPEG of a smooth photo, steps faintly on the 8-px grid: a person should look.
     rocket = rows["lowlight/rocket"]
-    assert rocket["verdict"] == "review" and rocket["review"] == ["hallucination.added"]
+    assert rocket["verdict"] == "review" and rocket["review"] == ["hallucination.added", "artifacts.blockiness"]
     assert rocket["reasons"][0].startswith("hallucination.added 0.39") and "within review margin" in rocket["reasons"][0]
     assert rows["broken/truncated"] == {
         "id": "broken/truncated", "lq": "lq/broken/truncated.jpg", "hq": "hq/broken/truncated.png",
@@ -60,7 +61,7 @@ def test_sample_pairs_show_every_verdict(tmp_path):
     summary = json.loads((tmp_path / "qc" / "summary.json").read_text())
     assert summary["pairs"] == len(rows) == 14
     assert summary["verdicts"] == {"accept": 5, "review": 1, "reject": 6, "error": 2}
-    assert summary["review_by"] == {"hallucination.added": 1}
+    assert summary["review_by"] == {"hallucination.added": 1, "artifacts.blockiness": 1}
     assert summary["filters"]["resolution"]["thresholds"]["hq_short_side"] == 256
     assert summary["filters"]["resolution"]["version"] == "1"
     assert list(summary["filters"]) == ["resolution", "ssim", "color", "hallucination", "artifacts", "iqa", "geometry"]  # cheap first
