@@ -97,10 +97,11 @@ class Artifacts(PairFilter):
         if min(*lq.shape[:2], *hq.shape[:2]) < MIN_SIDE:
             return {f.name: math.nan for f in self.fields}
         y, y_lq = luma(hq), luma(lq)
-        rim, ringing = rim_share(y), ringing_strength(y)
+        gx, gy, magnitude = smoothed_gradient(y, 1.5)  # noise and ringing read the same one
+        rim, ringing = rim_share(y), ringing_strength(y, gx, gy, magnitude)
         scores = {
             "blockiness": blockiness(y, integer_scale(lq, hq)),
-            "noise": flat_noise_sigma(y),
+            "noise": flat_noise_sigma(y, magnitude),
             "halo": halo(rim, ringing),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
@@ -119,25 +120,27 @@ def blockiness(y: np.ndarray, scale: int = 1) -> float:
     ``8 * scale`` HQ px from the frame's origin; that phase is known, so it alone is read
     (the strongest of 16 or 32 phases would read a few strong edges as a grid).
     """
-    own = grid_ratio(y, 8)
+    # mean absolute step between neighbouring rows, and between neighbouring columns
+    steps = (cv2.absdiff(y[1:], y[:-1]).mean(axis=1), cv2.absdiff(y[:, 1:], y[:, :-1]).mean(axis=0))
+    own = grid_ratio(steps, 8)
     if scale < 2:
         return own
-    return float(np.nanmax([own, grid_ratio(y, 8 * scale, phase=8 * scale - 1)]))
+    return float(np.nanmax([own, grid_ratio(steps, 8 * scale, phase=8 * scale - 1)]))
 
 
-def grid_ratio(y: np.ndarray, period: int, phase: int | None = None) -> float:
+def grid_ratio(steps: tuple[np.ndarray, np.ndarray], period: int, phase: int | None = None) -> float:
     """Mean absolute step at one phase of a ``period``-px grid over the mean step, both axes averaged.
 
-    ``phase`` None takes the strongest phase; otherwise the step between pixels ``phase``
-    and ``phase + 1`` of each period.
+    ``steps`` are the mean steps between neighbouring rows and between neighbouring columns
+    (see :func:`blockiness`). ``phase`` None takes the strongest phase; otherwise the step
+    between pixels ``phase`` and ``phase + 1`` of each period.
     """
     ratios = []
-    for axis in (0, 1):
-        steps = np.abs(np.diff(y, axis=axis)).mean(axis=1 - axis)
-        usable = len(steps) // period * period
+    for axis_steps in steps:
+        usable = len(axis_steps) // period * period
         if usable < 2 * period:
             return float("nan")
-        phases = steps[:usable].reshape(-1, period).mean(axis=0)
+        phases = axis_steps[:usable].reshape(-1, period).mean(axis=0)
         step = phases.max() if phase is None else phases[phase]
         ratios.append(step / max(float(phases.mean()), 1e-6))
     return float(np.mean(ratios))
@@ -155,9 +158,16 @@ def _gradient(plane: np.ndarray) -> np.ndarray:
     return cv2.magnitude(cv2.Sobel(plane, cv2.CV_32F, 1, 0), cv2.Sobel(plane, cv2.CV_32F, 0, 1))
 
 
-def flat_noise_sigma(y: np.ndarray) -> float:
-    """Noise sigma on the flattest 30% of the plane."""
-    gradient = _gradient(cv2.GaussianBlur(y, (0, 0), 1.5))[1:-1, 1:-1]
+def smoothed_gradient(y: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sobel gradients x and y of ``y`` blurred by ``sigma``, and their magnitude."""
+    smooth = cv2.GaussianBlur(y, (0, 0), sigma)
+    gx, gy = cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
+    return gx, gy, cv2.magnitude(gx, gy)
+
+
+def flat_noise_sigma(y: np.ndarray, magnitude: np.ndarray) -> float:
+    """Noise sigma on the flattest 30% of the plane; ``magnitude`` is its gradient at sigma 1.5 (:func:`smoothed_gradient`)."""
+    gradient = magnitude[1:-1, 1:-1]
     return noise_sigma(y, gradient <= percentile(gradient, 30))
 
 
@@ -191,7 +201,7 @@ def halo(rim: float, ringing: float) -> float:
     return rim / HALO_RIM if math.isnan(ringing) else min(rim / HALO_RIM, ringing / HALO_RINGING)
 
 
-def ringing_strength(y: np.ndarray) -> float:
+def ringing_strength(y: np.ndarray, gx: np.ndarray, gy: np.ndarray, magnitude: np.ndarray) -> float:
     """How strongly strong edges ring: the 60th percentile of each edge's weaker overshoot, over its step.
 
     At each pixel of the strongest 5% of edges (thinned to the gradient's local maxima)
@@ -202,11 +212,9 @@ def ringing_strength(y: np.ndarray) -> float:
     only, so the smaller of the two overshoots is the edge's ringing. Edges whose plateaus
     are clipped, or whose step is under 16 grey levels, are left out. NaN where fewer
     than 10, or under ``HALO_MIN_ROOM`` of the edge pixels, are left: between blown
-    whites and crushed blacks, sharpening clips instead of ringing.
+    whites and crushed blacks, sharpening clips instead of ringing. ``gx``, ``gy`` and
+    ``magnitude`` are the gradient of ``y`` at sigma 1.5 (:func:`smoothed_gradient`).
     """
-    smooth = cv2.GaussianBlur(y, (0, 0), 1.5)
-    gx, gy = cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
-    magnitude = cv2.magnitude(gx, gy)
     edges = (magnitude >= percentile(magnitude, 95)) & (magnitude >= cv2.dilate(magnitude, np.ones((3, 3), np.uint8)))
     ys, xs = np.nonzero(edges & (magnitude > 0))
     if len(ys) < 10:
