@@ -80,7 +80,7 @@ FIT_STEP = 3  # new_detail fits its nine coefficients on every third pixel of ea
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "10"
+    version = "11"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -99,14 +99,15 @@ class Artifacts(PairFilter):
         y, y_lq = luma(hq), luma(lq)
         gx, gy, magnitude = smoothed_gradient(y, 1.5)  # noise and ringing read the same one
         rim, ringing = rim_share(y), ringing_strength(y, gx, gy, magnitude)
+        scale = integer_scale(lq, hq)
         scores = {
-            "blockiness": blockiness(y, integer_scale(lq, hq)),
+            "blockiness": blockiness(y, scale),
             "noise": flat_noise_sigma(y, magnitude),
             "halo": halo(rim, ringing),
             "detail": detail(y),
             "clipped": clipped_share(y) - clipped_share(y_lq),
             "tonal_range": luma_range(y),
-            "change": max(change(lq, hq, y_lq), new_detail(lq, hq, y)),
+            "change": max(change(lq, hq, y_lq), new_detail(y_lq, y, scale)),
         }
         if rim >= HALO_RIM_ALONE and scores["halo"] < HALO_OVERLAP[0]:
             return PairScores(scores, f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
@@ -277,41 +278,59 @@ def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> float:
     return math.sqrt(max(measured**2 - resampling**2, 0.0))
 
 
-def new_detail(lq: np.ndarray, hq: np.ndarray, y: np.ndarray) -> float:
+def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int) -> float:
     """RMS of the HQ's luma ``y`` above the LQ's Nyquist band that no upscale of the LQ explains.
 
-    The HQ is fitted by least squares from the LQ's luma upscaled three ways (bilinear,
-    bicubic, Lanczos) and from unsharp-mask terms (the LQ's luma less its blur at several
-    radii, upscaled bicubically), so any plain upscale, sharpened or not, is in the span.
-    What the fit leaves, high-passed at 0.6 LQ px (the band a 2x or 4x LQ cannot hold), is
-    detail the target drew. Pixels at or next to clipping are left out: clipping a
-    sharpened upscale is not linear. The nine coefficients are fitted on every
+    The HQ is fitted by least squares from the LQ's luma ``y_lq`` upscaled three ways
+    (bilinear, bicubic, Lanczos) and from unsharp-mask terms (the LQ's luma less its blur at
+    several radii, upscaled bicubically), so any plain upscale, sharpened or not, is in the
+    span. What the fit leaves, high-passed at 0.6 LQ px (the band a 2x or 4x LQ cannot
+    hold), is detail the target drew. Pixels at or next to clipping are left out: clipping
+    a sharpened upscale is not linear. The nine coefficients are fitted on every
     ``FIT_STEP``-th pixel of each axis, plenty for nine numbers; the residual is read on
-    all. 0 for a 1x pair (the LQ-scale ``change`` decides there).
+    all. 0 for a 1x pair (``scale`` under 2: the LQ-scale ``change`` decides there).
     """
-    scale = integer_scale(lq, hq)
     if scale < 2:
         return 0.0
-    size = (hq.shape[1], hq.shape[0])
-    y_lq = luma(lq)
-    upscales = [cv2.resize(y_lq, size, interpolation=i) for i in (cv2.INTER_CUBIC, cv2.INTER_LINEAR, cv2.INTER_LANCZOS4)]
-    # blurred at the LQ's scale, then upscaled: a sixteenth of the work of blurring at the HQ's
-    sharpening = [cv2.resize(y_lq - cv2.GaussianBlur(y_lq, (0, 0), k), size, interpolation=cv2.INTER_CUBIC) for k in SHARPEN_RADII]
-    planes = [*upscales, *sharpening]
     inside = ((y > 2) & (y < 253)).astype(np.uint8)
-    usable = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
-    fit = usable[::FIT_STEP, ::FIT_STEP]
-    if fit.sum() < (len(planes) + 1) * 10:
+    usable = cv2.erode(inside, np.ones((3, 3), np.uint8))
+    fit = usable[::FIT_STEP, ::FIT_STEP] > 0
+    bicubic_terms = [y_lq, *(y_lq - cv2.GaussianBlur(y_lq, (0, 0), k) for k in SHARPEN_RADII)]
+    if fit.sum() < (len(bicubic_terms) + 2 + 1) * 10:
         return 0.0
-    basis = np.stack([p[::FIT_STEP, ::FIT_STEP][fit] for p in planes] + [np.ones(int(fit.sum()), np.float32)], axis=1)
-    basis = basis.astype(np.float64)
-    coef, *_ = np.linalg.lstsq(basis, y[::FIT_STEP, ::FIT_STEP][fit].astype(np.float64), rcond=None)
-    model = np.full(y.shape, coef[-1], np.float32)
-    for c, plane in zip(coef[:-1], planes):
-        model += np.float32(c) * plane
-    residual = y - model
-    high = residual - cv2.GaussianBlur(residual, (0, 0), NYQUIST_BLUR * scale)
-    return float(np.sqrt(np.mean(high[usable].astype(np.float64) ** 2)))
+    size = (y.shape[1], y.shape[0])
+    bilinear = cv2.resize(y_lq, size, interpolation=cv2.INTER_LINEAR)
+    lanczos = cv2.resize(y_lq, size, interpolation=cv2.INTER_LANCZOS4)
+    sampled = [cv2.resize(t, size, interpolation=cv2.INTER_CUBIC)[::FIT_STEP, ::FIT_STEP] for t in bicubic_terms]
+    sampled += [bilinear[::FIT_STEP, ::FIT_STEP], lanczos[::FIT_STEP, ::FIT_STEP], 1.0, y[::FIT_STEP, ::FIT_STEP]]
+    # A sample left out of the fit is a zero row: it adds nothing to the normal equations.
+    rows = np.empty((len(sampled), *fit.shape))
+    for row, plane in zip(rows, sampled):
+        np.multiply(plane, fit, out=row)
+    rows = rows.reshape(len(sampled), -1)
+    coef = least_squares(rows[:-1], rows[-1])
+    # Resizing is linear: the bicubic terms' weighted sum, upscaled once, is their upscales' weighted sum.
+    combined = sum(np.float32(c) * t for c, t in zip(coef, bicubic_terms))
+    model = cv2.resize(combined, size, interpolation=cv2.INTER_CUBIC)
+    model += cv2.addWeighted(bilinear, coef[-3], lanczos, coef[-2], coef[-1])
+    residual = cv2.subtract(y, model)
+    high = cv2.subtract(residual, cv2.GaussianBlur(residual, (0, 0), NYQUIST_BLUR * scale))
+    return math.sqrt(cv2.norm(high, cv2.NORM_L2SQR, usable) / cv2.countNonZero(usable))
+
+
+def least_squares(basis: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Coefficients of the rows of ``basis`` (terms x samples) that best fit ``target``.
+
+    Through the normal equations, each term scaled to unit norm: a 10 x 10 solve instead of
+    a factorisation of the whole tall matrix. The upscales are nearly collinear (condition
+    number about 1e7 unscaled), but the fit, which is all the caller reads, stays within
+    1e-6 grey levels of ``np.linalg.lstsq``'s.
+    """
+    gram, moment = basis @ basis.T, basis @ target
+    norms = np.sqrt(np.diag(gram))
+    norms[norms == 0] = 1.0
+    solution, *_ = np.linalg.lstsq(gram / np.outer(norms, norms), moment / norms, rcond=None)
+    return solution / norms
 
 
 @hookimpl
