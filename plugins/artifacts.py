@@ -309,7 +309,11 @@ def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int, inside: np.ndarray) 
     size = (y.shape[1], y.shape[0])
     bilinear = cv2.resize(y_lq, size, interpolation=cv2.INTER_LINEAR)
     lanczos = cv2.resize(y_lq, size, interpolation=cv2.INTER_LANCZOS4)
-    sampled = [cv2.resize(t, size, interpolation=cv2.INTER_CUBIC)[::FIT_STEP, ::FIT_STEP] for t in bicubic_terms]
+    upscaled = np.empty_like(y)  # one buffer for every bicubic upscale: fresh pages for each cost as much as resizing
+    sampled = []
+    for term in bicubic_terms:
+        cv2.resize(term, size, dst=upscaled, interpolation=cv2.INTER_CUBIC)
+        sampled.append(upscaled[::FIT_STEP, ::FIT_STEP].copy())
     sampled += [bilinear[::FIT_STEP, ::FIT_STEP], lanczos[::FIT_STEP, ::FIT_STEP], 1.0, y[::FIT_STEP, ::FIT_STEP]]
     # A sample left out of the fit is a zero row: it adds nothing to the normal equations.
     rows = np.empty((len(sampled), *fit.shape))
@@ -319,10 +323,10 @@ def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int, inside: np.ndarray) 
     coef = least_squares(rows[:-1], rows[-1])
     # Resizing is linear: the bicubic terms' weighted sum, upscaled once, is their upscales' weighted sum.
     combined = sum(np.float32(c) * t for c, t in zip(coef, bicubic_terms))
-    model = cv2.resize(combined, size, interpolation=cv2.INTER_CUBIC)
-    model += cv2.addWeighted(bilinear, coef[-3], lanczos, coef[-2], coef[-1])
-    residual = cv2.subtract(y, model)
-    high = cv2.subtract(residual, cv2.GaussianBlur(residual, (0, 0), NYQUIST_BLUR * scale))
+    model = cv2.resize(combined, size, dst=upscaled, interpolation=cv2.INTER_CUBIC)
+    cv2.add(model, cv2.addWeighted(bilinear, coef[-3], lanczos, coef[-2], coef[-1], dst=bilinear), dst=model)
+    residual = cv2.subtract(y, model, dst=model)
+    high = cv2.subtract(residual, cv2.GaussianBlur(residual, (0, 0), NYQUIST_BLUR * scale, dst=lanczos), dst=residual)
     return math.sqrt(cv2.norm(high, cv2.NORM_L2SQR, usable) / cv2.countNonZero(usable))
 
 
