@@ -197,7 +197,7 @@ def rim_share(y: np.ndarray) -> float:
 def nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns and rows of a uint8 mask's nonzero pixels in row-major order (np.nonzero's, swapped), faster."""
     found = cv2.findNonZero(mask)
-    return (found.reshape(-1, 2).T if found is not None else np.empty((2, 0), np.int32))
+    return found.reshape(-1, 2).T if found is not None else np.empty((2, 0), np.int32)
 
 
 def halo(rim: float, ringing: float) -> float:
@@ -309,13 +309,16 @@ def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int, inside: np.ndarray) 
         return 0.0
     usable = cv2.erode(inside, np.ones((3, 3), np.uint8))
     fit = usable[::FIT_STEP, ::FIT_STEP] > 0
+    # blurred at the LQ's scale, then upscaled: a sixteenth of the work of blurring at the HQ's
     bicubic_terms = [y_lq, *(y_lq - cv2.GaussianBlur(y_lq, (0, 0), k) for k in SHARPEN_RADII)]
     if fit.sum() < (len(bicubic_terms) + 2 + 1) * 10:
         return 0.0
     size = (y.shape[1], y.shape[0])
     bilinear = cv2.resize(y_lq, size, interpolation=cv2.INTER_LINEAR)
     lanczos = cv2.resize(y_lq, size, interpolation=cv2.INTER_LANCZOS4)
-    upscaled = np.empty_like(y)  # one buffer for every bicubic upscale: fresh pages for each cost as much as resizing
+    # One buffer for every bicubic upscale, of which only the samples are kept: a fresh
+    # full-size array for each made new_detail 40 ms of CPU instead of 24 on a 2x 1024 px pair.
+    upscaled = np.empty_like(y)
     sampled = []
     for term in bicubic_terms:
         cv2.resize(term, size, dst=upscaled, interpolation=cv2.INTER_CUBIC)
@@ -341,8 +344,9 @@ def least_squares(basis: np.ndarray, target: np.ndarray) -> np.ndarray:
 
     Through the normal equations, each term scaled to unit norm: a 10 x 10 solve instead of
     a factorisation of the whole tall matrix. The upscales are nearly collinear (condition
-    number about 1e7 unscaled), but the fit, which is all the caller reads, stays within
-    1e-6 grey levels of ``np.linalg.lstsq``'s.
+    number about 1e7 unscaled), but the residual, which is all new_detail reads, barely
+    notices: against ``np.linalg.lstsq``, ``change`` moved by at most 1.2e-6 grey levels on
+    594 benchmark pairs (docs/performance.md).
     """
     gram, moment = basis @ basis.T, basis @ target
     norms = np.sqrt(np.diag(gram))
