@@ -342,7 +342,7 @@ def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int, inside: np.ndarray) 
 def least_squares(basis: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Coefficients of the rows of ``basis`` (terms x samples) that best fit ``target``.
 
-    Through the normal equations, each term scaled to unit norm: a 10 x 10 solve instead of
+    Through the normal equations, each term scaled to unit norm: a terms x terms solve, not
     a factorisation of the whole tall matrix. The upscales are nearly collinear (condition
     number about 1e7 unscaled), but the residual, which is all new_detail reads, barely
     notices: against ``np.linalg.lstsq``, ``change`` moved by at most 1.2e-6 grey levels on
