@@ -75,7 +75,8 @@ def percentile(values: np.ndarray, q: float) -> float:
     dtype = flat.dtype if np.issubdtype(flat.dtype, np.floating) else np.dtype(np.float64)  # as NumPy computes
     position = q / 100 * (flat.size - 1)
     below = int(position)
-    parted = np.partition(flat, below)
+    parted = flat.copy() if np.may_share_memory(flat, values) else flat  # a strided view's reshape copied already
+    parted.partition(below)
     low = dtype.type(parted[below])
     if below + 1 >= flat.size:
         return float(low)
@@ -91,10 +92,10 @@ def noise_sigma(plane: np.ndarray, where: np.ndarray | None = None) -> float:
     ``where`` (a mask of the plane's interior, two pixels smaller) limits the estimate to
     those pixels, e.g. the flattest ones, so texture is not read as noise.
     """
-    response = np.abs(cv2.filter2D(plane, -1, LAPLACIAN)[1:-1, 1:-1])
+    response = cv2.filter2D(plane, -1, LAPLACIAN)[1:-1, 1:-1]
     if where is not None:
-        response = response[where]
-    return percentile(response, 50) / 0.6745 / 6  # the mask's gain on white noise is 6
+        response = response[where]  # before np.abs, which then reads only these
+    return percentile(np.abs(response), 50) / 0.6745 / 6  # the mask's gain on white noise is 6
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

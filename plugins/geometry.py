@@ -42,6 +42,7 @@ ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
 MIN_STRUCTURE = 0.5  # grey levels of detail (RMS) below which a frame is blank to alignment
 IDENTITY = np.eye(2, 3, dtype=np.float32)  # the warp of no move
 AFFINE_GAIN = 0.02  # correlation that scale and shear must add to a rigid fit to be kept
+CORRELATION_ROUNDING = 1e-4  # far more than a float32 correlation's rounding past 1
 # The mirrored view's ECC runs these iterations first, and its remaining ones only while it
 # is within MIRROR_SLACK of the direct fit's correlation (see mirror_correlation).
 MIRROR_FIRST_ITERATIONS = 10
@@ -93,6 +94,8 @@ def fit(template: np.ndarray, moving: np.ndarray, start: np.ndarray) -> tuple[np
     drift of 0.5% in scale moves a corner by over a pixel (see the module docstring).
     """
     rigid, rigid_correlation = refine(template, moving, start, cv2.MOTION_EUCLIDEAN)
+    if rigid_correlation > 1 - AFFINE_GAIN + CORRELATION_ROUNDING:
+        return rigid, rigid_correlation  # no correlation exceeds 1: an affine fit could not gain enough
     full, full_correlation = refine(template, moving, rigid, cv2.MOTION_AFFINE)
     if full_correlation >= rigid_correlation + AFFINE_GAIN:
         return full, full_correlation

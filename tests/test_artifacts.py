@@ -8,7 +8,7 @@ import pytest
 from examples import make_pairs as degrade  # the sample pairs' degradations
 from ggtqc import PairScores, Scores
 from ggtqc.batch import Batch
-from ggtqc.plugins.artifacts import Artifacts, integer_scale
+from ggtqc.plugins.artifacts import SHARPEN_RADII, Artifacts, integer_scale, least_squares, nonzero
 from tests.helpers import failing_fields, photos
 
 
@@ -191,3 +191,25 @@ def test_artifacts_flag_a_target_that_lost_the_tonal_range(scene, target):
 def test_a_night_scene_restored_from_snow_keeps_its_tonal_range(scene):
     night = (scene * 0.25).astype(np.uint8)
     assert "tonal_range" not in fails(scores(degrade.snow(night), night))
+
+
+def test_nonzero_lists_pixels_in_np_nonzero_order():
+    mask = (np.random.default_rng(0).random((40, 50)) < 0.2).astype(np.uint8)
+    xs, ys = nonzero(mask)
+    rows, cols = np.nonzero(mask)
+    assert np.array_equal(ys, rows) and np.array_equal(xs, cols)
+    assert [len(a) for a in nonzero(np.zeros((4, 4), np.uint8))] == [0, 0]
+
+
+def test_least_squares_fits_nearly_collinear_upscales_as_lstsq_does(scene):
+    # new_detail's basis: the LQ upscaled three ways and its unsharp terms upscaled (condition number over 1e6)
+    y_lq = cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    size = (y_lq.shape[1] * 2, y_lq.shape[0] * 2)
+    terms = [cv2.resize(y_lq, size, interpolation=i) for i in (cv2.INTER_CUBIC, cv2.INTER_LINEAR, cv2.INTER_LANCZOS4)]
+    terms += [cv2.resize(y_lq - cv2.GaussianBlur(y_lq, (0, 0), k), size, interpolation=cv2.INTER_CUBIC) for k in SHARPEN_RADII]
+    basis = np.stack([t.ravel() for t in terms] + [np.ones(terms[0].size, np.float32)]).astype(np.float64)
+    assert np.linalg.cond(basis.T) > 1e6
+    target = usm(cv2.resize(scene, size, interpolation=cv2.INTER_CUBIC), 0.5, 1.0)[..., 1].ravel().astype(np.float64)
+    reference, *_ = np.linalg.lstsq(basis.T, target, rcond=None)
+    residual = target - basis.T @ least_squares(basis, target)
+    assert np.sqrt(np.mean(residual**2)) == pytest.approx(np.sqrt(np.mean((target - basis.T @ reference) ** 2)), abs=1e-6)

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import planted  # the accuracy benchmark's degradations
 from examples import make_pairs as degrade  # the sample pairs' degradations
+from ggtqc.plugins import geometry
 from ggtqc.plugins.geometry import Geometry
 from tests.helpers import failing_fields, photos, retoned, scores
 
@@ -88,3 +89,16 @@ def test_geometry_does_not_fit_scale_to_snow(scale, seed):
 def test_geometry_does_not_estimate_a_blank_frame(scene):
     got = scores(Geometry, degrade.mixed(scene), np.full_like(scene, 255))
     assert all(math.isnan(v) for v in got.values()), got
+
+
+def test_geometry_fits_no_affine_warp_where_a_rigid_fit_leaves_no_room_for_its_gain(scene, monkeypatch):
+    plane = geometry.structure_only(cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY).astype(np.float32))
+    motions = []
+    refine = geometry.refine
+    monkeypatch.setattr(geometry, "refine", lambda *args: motions.append(args[3]) or refine(*args))
+    warp, correlation = geometry.fit(plane, plane, geometry.IDENTITY)
+    assert correlation > 1 - geometry.AFFINE_GAIN and motions == [cv2.MOTION_EUCLIDEAN]
+    shifted = np.roll(plane, 3, axis=1) + np.random.default_rng(0).normal(0, 1.5, plane.shape).astype(np.float32)
+    motions.clear()
+    geometry.fit(plane, shifted, geometry.shift_start(plane, shifted))
+    assert motions == [cv2.MOTION_EUCLIDEAN, cv2.MOTION_AFFINE]  # noise keeps the rigid fit under 0.98
