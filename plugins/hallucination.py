@@ -71,8 +71,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from ggtqc import Field, Filter, Scores, hookimpl
+from ggtqc.kernels.planes import size_groups, uploaded, use_torch
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
@@ -95,8 +97,16 @@ class Hallucination(Filter):
         Field("replaced", "lower", 0.7, "worst region of added and removed together (geometric mean, each over its default)"),
     )
     options = {"added_side": 96, "removed_side": 64}
+    gpu = "optional"
+
+    device = torch.device("cpu")
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
 
     def score(self, batch):
+        if use_torch(self.device):
+            return self._score_torch(batch)
         results = batch.map(self.measure, batch.lq, batch.hq)
         values = {f.name: [scores[f.name] for scores, _ in results] for f in self.fields}
         return Scores(values, [heatmap for _, heatmap in results])
@@ -115,6 +125,35 @@ class Hallucination(Filter):
         heatmap = np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2
         scores = {"added": float(added.max()), "removed": float(removed.max()), "replaced": float(replaced.max())}
         return scores, heatmap
+
+    def _score_torch(self, batch):
+        """The same maps as :meth:`measure`, a size group of pairs at a time (``ggtqc.kernels.hallucination``)."""
+        from ggtqc.kernels import hallucination as kernel
+
+        added_side, removed_side = int(self.settings["added_side"]), int(self.settings["removed_side"])
+        names = [f.name for f in self.fields]
+        values: dict[str, list[float]] = {name: [math.nan] * len(batch) for name in names}
+        heatmaps: list[np.ndarray | None] = [None] * len(batch)
+        for members in size_groups(batch.lq, batch.hq).values():
+            lq, hq = batch.lq[members[0]], batch.hq[members[0]]
+            if min(common_size(lq, min(added_side, removed_side), CONTENT_SHARE)) < MIN_SIDE:
+                continue  # not measured, as measure()
+            added_size = common_size(lq, added_side, CONTENT_SHARE)
+            removed_size = common_size(lq, removed_side, CONTENT_SHARE)
+            if hq.shape[1] < max(added_size[0], removed_size[0]) or hq.shape[0] < max(added_size[1], removed_size[1]):
+                for i in members:  # an HQ smaller than the views: rare, left to the CPU path
+                    scores, heatmaps[i] = self.measure(batch.lq[i], batch.hq[i])
+                    for name in names:
+                        values[name][i] = scores[name]
+                continue
+            scores, maps = kernel.measure(*uploaded(batch, members, self.device), added_size, removed_size, lq.shape)
+            table = torch.stack([scores[name] for name in names], dim=1).cpu().tolist()
+            maps = maps.float().cpu().numpy()
+            for k, i in enumerate(members):
+                for name, value in zip(names, table[k]):
+                    values[name][i] = value
+                heatmaps[i] = maps[k]
+        return Scores(values, heatmaps)
 
 
 DEFAULTS = {f.name: f.threshold for f in Hallucination.fields}
