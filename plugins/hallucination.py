@@ -89,7 +89,7 @@ SPECK_LQ = 6  # px of the LQ, whichever is wider: flakes and streaks narrower ar
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "7"
+    version = "8"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
@@ -122,7 +122,7 @@ class Hallucination(Filter):
         added_share = added / DEFAULTS["added"]
         removed_share = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR) / DEFAULTS["removed"]
         replaced = np.sqrt(added_share * removed_share)
-        heatmap = np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2
+        heatmap = (np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2).astype(np.float32)
         scores = {"added": float(added.max()), "removed": float(removed.max()), "replaced": float(replaced.max())}
         return scores, heatmap
 
@@ -182,7 +182,10 @@ class LocalStructure:
 
 def local_structure(lq: np.ndarray, hq: np.ndarray, side: int) -> LocalStructure:
     small_lq, small_hq = small_pair(lq, hq, side, CONTENT_SHARE)
-    x, y = _blur(luma(small_lq), 0.7), _blur(luma(small_hq), 0.7)
+    # float64: a variance is a difference of squares near 255**2, and in float32 its
+    # rounding (~0.01) is as large as a flat region's whole variance, where cov**2 / vx
+    # then reads as noise; it moved ``added`` by up to 0.02 (its review margin).
+    x, y = (_blur(luma(view).astype(np.float64), 0.7) for view in (small_lq, small_hq))
     mx, my = _blur(x, WINDOW_SIGMA), _blur(y, WINDOW_SIGMA)
     vx = np.maximum(_blur(x * x, WINDOW_SIGMA) - mx * mx, 0)
     vy = np.maximum(_blur(y * y, WINDOW_SIGMA) - my * my, 0)
