@@ -14,7 +14,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ggtqc.kernels.planes import DTYPE, REFLECT, REFLECT_101, gaussian_blur, interp, luma, noise_sigma, percentile, small_views
+from ggtqc.kernels.planes import (
+    DTYPE, REFLECT, REFLECT_101, gaussian_blur, interp, luma, noise_sigma, on_device, percentile, small_views,
+)  # fmt: skip
 from ggtqc.plugins import color as cpu  # its constants; the plugin imports this module only when it runs it
 
 # cv2.cvtColor(COLOR_RGB2LAB) of float images reads CIELAB off a 33^3 table of int16 nodes
@@ -53,26 +55,26 @@ def _lab_nodes() -> np.ndarray:
     return np.stack(nodes, axis=-1).astype(np.int32)
 
 
+CORNERS = torch.tensor([[dr, dg, db] for dr in (0, 1) for dg in (0, 1) for db in (0, 1)])  # a cell's 8 corners
+
+
 def lab(rgb: torch.Tensor) -> torch.Tensor:
     """CIELAB ``[N, 3, H, W]`` (L*, a*, b*) of RGB 0..255, as ``cv2.cvtColor((rgb / 255).astype(float32), COLOR_RGB2LAB)``."""
-    nodes = torch.from_numpy(_lab_nodes()).to(rgb.device)
-    fixed = torch.round((rgb.float() / 255).clamp(0, 1) * LAB_BASE).to(torch.int64)  # float32, rounded half to even
-    cell = fixed >> (LAB_BASE_SHIFT - LAB_LUT_SHIFT)
+    device = rgb.device
+    nodes = on_device("lab-nodes", device, lambda: torch.from_numpy(_lab_nodes()).view(-1, 3))
+    corners = on_device("lab-corners", device, lambda: CORNERS)
+    fixed = torch.round((rgb.float() / 255).clamp(0, 1) * LAB_BASE).to(torch.int64).movedim(1, -1)  # rounded half to even
+    cell = fixed >> (LAB_BASE_SHIFT - LAB_LUT_SHIFT)  # [..., 3]
     frac = (fixed >> (LAB_BASE_SHIFT - 8 - 1)) & (TRILINEAR_BASE - 1)
-    (cr, cg, cb), (fr, fg, fb) = cell.unbind(1), frac.unbind(1)
-    total = 0
-    for dr in (0, 1):
-        for dg in (0, 1):
-            for db in (0, 1):
-                weight = ((fr if dr else TRILINEAR_BASE - fr) * (fg if dg else TRILINEAR_BASE - fg)
-                          * (fb if db else TRILINEAR_BASE - fb))  # fmt: skip
-                corner = nodes[(cr + dr).clamp(max=LAB_LUT_DIM - 1), (cg + dg).clamp(max=LAB_LUT_DIM - 1),
-                               (cb + db).clamp(max=LAB_LUT_DIM - 1)]  # fmt: skip
-                total = total + corner * weight[..., None]
+    # All 8 corners at once: [..., 8, 3] node coordinates and [..., 8] integer weights.
+    corner = (cell[..., None, :] + corners).clamp(max=LAB_LUT_DIM - 1)
+    index = (corner[..., 0] * LAB_LUT_DIM + corner[..., 1]) * LAB_LUT_DIM + corner[..., 2]
+    weight = torch.where(corners.bool(), frac[..., None, :], TRILINEAR_BASE - frac[..., None, :]).prod(dim=-1)
+    total = (nodes[index] * weight[..., None]).sum(dim=-2)  # [..., 3]
     shift = 3 * TRILINEAR_SHIFT
-    fixed_lab = ((total + (1 << (shift - 1))) >> shift).to(torch.float32).movedim(-1, 1)
-    scale = torch.tensor([100 / LAB_BASE, 256 / LAB_BASE, 256 / LAB_BASE], dtype=torch.float32, device=rgb.device)
-    offset = torch.tensor([0.0, -128.0, -128.0], dtype=torch.float32, device=rgb.device)
+    fixed_lab = ((total + (1 << (shift - 1))) >> shift).movedim(-1, 1).float()
+    scale = torch.tensor([100 / LAB_BASE, 256 / LAB_BASE, 256 / LAB_BASE], dtype=torch.float32, device=device)
+    offset = torch.tensor([0.0, -128.0, -128.0], dtype=torch.float32, device=device)
     return (fixed_lab * scale[:, None, None] + offset[:, None, None]).to(DTYPE)
 
 

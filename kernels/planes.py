@@ -45,6 +45,18 @@ def use_torch(device: torch.device) -> bool:
     return asked == "torch" or (asked == "auto" and device.type == "cuda")
 
 
+_ON_DEVICE: dict[tuple, torch.Tensor] = {}
+
+
+def on_device(key, device: torch.device, make) -> torch.Tensor:
+    """A constant tensor (a filter matrix, a table) made once by ``make()`` and kept on each
+    device: copying it again for every call would cost a transfer, and a wait, each time."""
+    kept = _ON_DEVICE.get((key, device))
+    if kept is None:
+        kept = _ON_DEVICE[(key, device)] = make().to(device)
+    return kept
+
+
 def size_groups(lq: Sequence[np.ndarray], hq: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
     """Pair indices grouped by (LQ shape, HQ shape).
 
@@ -120,7 +132,9 @@ def _area_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
 def _area_pass(images: torch.Tensor, dim: int, target: int) -> torch.Tensor:
     """Area-weighted sums along ``dim`` in float32, tap by tap as OpenCV adds them (a
     matrix product would do, but may run in TF32 on a GPU and move values by whole levels)."""
-    index, weight = (torch.from_numpy(t).to(images.device) for t in _area_taps(images.shape[dim], target))
+    source = images.shape[dim]
+    index = on_device(("area-index", source, target), images.device, lambda: torch.from_numpy(_area_taps(source, target)[0]))
+    weight = on_device(("area-weight", source, target), images.device, lambda: torch.from_numpy(_area_taps(source, target)[1]))
     shape = [1] * images.dim()
     shape[dim] = target
     total = torch.zeros((), device=images.device)
@@ -189,17 +203,16 @@ def _filter_matrix(length: int, taps: tuple[float, ...], border: str) -> np.ndar
     return matrix
 
 
-def filter_matrix(length: int, taps: np.ndarray, border: str, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(_filter_matrix(length, tuple(float(t) for t in taps), border)).to(device)
+def blur_matrix(length: int, sigma: float, border: str, device: torch.device) -> torch.Tensor:
+    """The ``length x length`` matrix of a Gaussian blur along one axis, border included."""
+    return on_device(("blur", length, sigma, border), device,
+                     lambda: torch.from_numpy(_filter_matrix(length, tuple(gaussian_taps(sigma)), border)))  # fmt: skip
 
 
 def gaussian_blur(planes: torch.Tensor, sigma: float, border: str = REFLECT) -> torch.Tensor:
-    """``cv2.GaussianBlur(plane, (0, 0), sigma, borderType=...)`` of ``[N, H, W]`` planes."""
-    taps = gaussian_taps(sigma)
+    """``cv2.GaussianBlur(plane, (0, 0), sigma, borderType=...)`` of float64 ``[N, H, W]`` planes."""
     h, w = planes.shape[-2:]
-    rows = filter_matrix(h, taps, border, planes.device).to(planes.dtype)
-    cols = filter_matrix(w, taps, border, planes.device).to(planes.dtype)
-    return rows @ planes @ cols.T
+    return blur_matrix(h, sigma, border, planes.device) @ planes @ blur_matrix(w, sigma, border, planes.device).T
 
 
 LAPLACIAN = torch.tensor([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=DTYPE)
@@ -207,7 +220,7 @@ LAPLACIAN = torch.tensor([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=DTYPE)
 
 def noise_sigma(planes: torch.Tensor) -> torch.Tensor:
     """``ggtqc.planes.noise_sigma`` of ``[N, H, W]`` planes (no mask): ``[N]``."""
-    kernel = LAPLACIAN.to(planes.device, planes.dtype)[None, None]
+    kernel = on_device("laplacian", planes.device, lambda: LAPLACIAN[None, None])
     response = F.conv2d(planes[:, None], kernel)[:, 0].abs()  # the interior only, as the CPU path keeps
     return percentile(response.flatten(1), 50) / 0.6745 / 6
 
