@@ -69,6 +69,11 @@ hue of noise on a grey photo is random.
   source with under 2 grey levels of contrast. Being relative, it cannot see a dark or
   hazy source faded further: such a source has little contrast to lose (the extreme, a
   target with almost no tonal range, is ``artifacts.tonal_range``).
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+measures run batched on it (``ggtqc.kernels.color``, pairs grouped by size). The
+``GGTQC_FILTER_IMPL`` variable overrides the choice: ``torch`` runs the torch code on any
+device (the parity tests run it on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations

@@ -62,6 +62,11 @@ Each map is averaged over regions of ~5% of the frame; the scores are the worst 
 
 The heatmap is the largest of the three maps, each divided by twice its default threshold:
 0.5 marks the default, 1 twice it.
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+maps are computed batched on it (``ggtqc.kernels.hallucination``, pairs grouped by size).
+The ``GGTQC_FILTER_IMPL`` variable overrides the choice: ``torch`` runs the torch code on
+any device (the parity tests run it on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations
