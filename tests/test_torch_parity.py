@@ -144,3 +144,15 @@ def test_the_implementation_is_chosen_by_device_unless_forced(monkeypatch):
 
 def _values(result) -> dict[str, list[float]]:
     return dict(result.values) if isinstance(result, Scores) else dict(result)
+
+
+def test_an_hq_smaller_than_the_views_is_scored_as_on_cpu(pair_sets, monkeypatch):
+    """Area resizing only shrinks; an HQ smaller than the analysis views (a broken target)
+    takes the CPU code inside the torch path, and a tiny LQ is not measured on either."""
+    source = pair_sets["examples"]
+    lq, hq = source.lq[0], source.hq[0]
+    small_hq = cv2.resize(hq, (40, 30), interpolation=cv2.INTER_AREA)
+    tiny_lq = cv2.resize(lq, (12, 12), interpolation=cv2.INTER_AREA)
+    batch = Batch(["small-hq", "tiny-lq", "normal"], [lq, tiny_lq, lq], [small_hq, hq, hq])
+    for cls in FILTERS:
+        assert not compare_paths(cls, batch)
