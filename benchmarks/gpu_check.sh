@@ -13,6 +13,9 @@
 #   E2E_PLUGINS    the --plugins values for that (default "ssim all,-clip,-iqa"); with "all",
 #            CLIP_RANDOM=1 times clip on random weights where none can be fetched
 #   PARITY   1 also runs device_parity.py (cpu and cuda verdicts on planted pairs)
+#   WEIGHTSFREE  0 skips gpu_weightsfree.py (the torch path of color, hallucination and
+#            resolution on the card against the CPU path, then their ms per pair at batch
+#            1, 16 and 64; default 1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -29,6 +32,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 lscpu | grep -E "^(Model name|CPU\(s\)):" | tee -a "$out/gpu.txt"
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 "$python" -m pytest tests/test_ssim_kernel.py tests/test_ssim.py tests/test_clip.py tests/test_iqa.py -q -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
+if [ "${WEIGHTSFREE:-1}" != 0 ]; then
+    "$python" -m benchmarks.gpu_weightsfree --out "$out/weightsfree" 2>&1 | tee "$out/weightsfree.txt"
+fi
 if [ "${KERNEL_BENCH:-1}" != 0 ]; then
     "$python" -m pytest benchmarks/ --benchmark-only -k "cuda or ggtqc_opencv or clip or iqa" -p no:cacheprovider \
         --benchmark-json="$out/gpu.json" --benchmark-columns=mean,min,stddev,rounds 2>&1 | tee "$out/bench.txt"

@@ -73,6 +73,11 @@ hue of noise on a grey photo is random.
   source with under 2 grey levels of contrast. Being relative, it cannot see a dark or
   hazy source faded further: such a source has little contrast to lose (the extreme, a
   target with almost no tonal range, is ``artifacts.tonal_range``).
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+measures run batched on it (``ggtqc.kernels.color``, pairs grouped by size). The
+``GGTQC_FILTER_IMPL`` variable overrides the choice: ``torch`` runs the torch code on any
+device (the parity tests run it on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations
@@ -81,10 +86,12 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
-from ggtqc import Field, PairFilter, PairScores, hookimpl
+from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
 from ggtqc.decide import default_margin
-from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, luma, noise_sigma, small_pair
+from ggtqc.kernels.planes import size_groups, uploaded, use_torch
+from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
 CURVE_POINTS = 257  # quantiles that define the tone curve
@@ -104,7 +111,7 @@ VEIL_LIFT = 32.0  # grey levels the target lowers the source's dark channel by: 
 
 class Color(PairFilter):
     name = "color"
-    version = "9"
+    version = "10"
     threadsafe = True
     cost = 1.5
     fields = (
@@ -117,14 +124,59 @@ class Color(PairFilter):
         Field("cast_removed", "lower", None, "a*b* of the LQ colour made neutral, where judged as a cast removed (recorded only)"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
+    gpu = "optional"
+
+    device = torch.device("cpu")
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def score(self, batch):
+        if use_torch(self.device):
+            return self._score_torch(batch)
+        return super().score(batch)
 
     def score_pair(self, lq, hq):
         return compare(lq, hq, int(self.settings["analysis_side"]), float(self.settings["min_free_chroma"]))
 
+    def _score_torch(self, batch):
+        """The same measures as :func:`compare`, a size group of pairs at a time (``ggtqc.kernels.color``)."""
+        from ggtqc.kernels import color as kernel
+
+        side, floor = int(self.settings["analysis_side"]), float(self.settings["min_free_chroma"])
+        names = [f.name for f in self.fields]
+        columns: dict[str, list[float]] = {name: [math.nan] * len(batch) for name in names}
+        unsure: list[str | None] = [None] * len(batch)
+        for members in size_groups(batch.lq, batch.hq).values():
+            lq, hq = batch.lq[members[0]], batch.hq[members[0]]
+            size = common_size(lq, side, CONTENT_SHARE)
+            if min(size) < MIN_SIDE:
+                continue  # not measured, as compare()
+            if hq.shape[1] < size[0] or hq.shape[0] < size[1]:  # an HQ smaller than the view: rare, left to the CPU path
+                for i in members:
+                    self._score_one(i, batch, columns, unsure)
+                continue
+            out = kernel.compare(*uploaded(batch, members, self.device), size, floor)
+            table = torch.stack([out[name] for name in (*names, "measured_hue", "measured_cast", "veil_lifted")], dim=1).cpu().tolist()
+            flags = out["unsure"].cpu().tolist()
+            for i, row, flag in zip(members, table, flags):
+                for name, value in zip(names, row):
+                    columns[name][i] = value
+                if flag:
+                    unsure[i] = cast_removed_note(row[names.index("cast_removed")], row[-3], row[-2], row[-1])
+        return Scores(columns, unsure=unsure) if any(unsure) else columns
+
+    def _score_one(self, i, batch, columns, unsure) -> None:
+        result = self.score_pair(batch.lq[i], batch.hq[i])
+        if isinstance(result, PairScores):
+            result, unsure[i] = result.values, result.unsure
+        for name, value in result.items():
+            columns[name][i] = value
+
 
 def exposure_matched(lq: np.ndarray, y_lq: np.ndarray, y_hq: np.ndarray) -> np.ndarray:
     """LQ with its luma ``y_lq`` mapped onto the HQ's distribution, RGB scaled together per pixel."""
-    order = np.argsort(y_lq, axis=None)
+    order = np.argsort(y_lq, axis=None, kind="stable")  # ties in a fixed order: the same on every machine and device
     target = np.empty(y_lq.size, np.float32)
     target[order] = np.sort(y_hq, axis=None)
     gain = target.reshape(y_lq.shape) / np.maximum(y_lq, 1.0)
@@ -213,17 +265,22 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     removed = float(np.hypot(*white))
     unsure = None
     if scores["hue_shift_deg"] > HUE_ACCEPTED or scores["cast"] > CAST_ACCEPTED:  # as measured, not accepted by default
-        why = (
-            f"a veil lifted (the dark channel fell {lifted:.0f} grey levels) had greyed the colours, so greys cannot tell"
-            if lifted >= VEIL_LIFT
-            else "the photo's greys cannot tell"
-        )
-        unsure = (
-            f"cast: the colours moved toward neutral by {removed:.1f} CIELAB units (hue {scores['hue_shift_deg']:.0f} deg, "
-            f"cast {scores['cast']:.1f} before taking that out): a cast removed, or one added; {why}; look"
-        )
+        unsure = cast_removed_note(removed, scores["hue_shift_deg"], scores["cast"], lifted)
     scores.update(corrected, cast_removed=removed)
     return PairScores(scores, unsure) if unsure else scores
+
+
+def cast_removed_note(removed: float, hue: float, cast: float, lifted: float) -> str:
+    """Why a person should look at a colour change judged as a possible cast removal; ``lifted`` is :func:`veil_lifted`."""
+    why = (
+        f"a veil lifted (the dark channel fell {lifted:.0f} grey levels) had greyed the colours, so greys cannot tell"
+        if lifted >= VEIL_LIFT
+        else "the photo's greys cannot tell"
+    )
+    return (
+        f"cast: the colours moved toward neutral by {removed:.1f} CIELAB units (hue {hue:.0f} deg, "
+        f"cast {cast:.1f} before taking that out): a cast removed, or one added; {why}; look"
+    )
 
 
 def global_colour(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.ndarray, noise: float) -> dict[str, float]:

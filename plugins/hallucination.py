@@ -62,6 +62,11 @@ Each map is averaged over regions of ~5% of the frame; the scores are the worst 
 
 The heatmap is the largest of the three maps, each divided by twice its default threshold:
 0.5 marks the default, 1 twice it.
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+maps are computed batched on it (``ggtqc.kernels.hallucination``, pairs grouped by size).
+The ``GGTQC_FILTER_IMPL`` variable overrides the choice: ``torch`` runs the torch code on
+any device (the parity tests run it on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations
@@ -71,8 +76,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from ggtqc import Field, Filter, Scores, hookimpl
+from ggtqc.kernels.planes import size_groups, uploaded, use_torch
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
@@ -87,7 +94,7 @@ SPECK_LQ = 6  # px of the LQ, whichever is wider: flakes and streaks narrower ar
 
 class Hallucination(Filter):
     name = "hallucination"
-    version = "7"
+    version = "8"
     cost = 5.0
     fields = (
         Field("added", "lower", 0.4, "worst region of HQ structure the LQ does not explain"),
@@ -95,8 +102,16 @@ class Hallucination(Filter):
         Field("replaced", "lower", 0.7, "worst region of added and removed together (geometric mean, each over its default)"),
     )
     options = {"added_side": 96, "removed_side": 64}
+    gpu = "optional"
+
+    device = torch.device("cpu")
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
 
     def score(self, batch):
+        if use_torch(self.device):
+            return self._score_torch(batch)
         results = batch.map(self.measure, batch.lq, batch.hq)
         values = {f.name: [scores[f.name] for scores, _ in results] for f in self.fields}
         return Scores(values, [heatmap for _, heatmap in results])
@@ -112,9 +127,38 @@ class Hallucination(Filter):
         added_share = added / DEFAULTS["added"]
         removed_share = cv2.resize(removed, added.shape[::-1], interpolation=cv2.INTER_LINEAR) / DEFAULTS["removed"]
         replaced = np.sqrt(added_share * removed_share)
-        heatmap = np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2
+        heatmap = (np.maximum(np.maximum(added_share, removed_share), replaced / DEFAULTS["replaced"]) / 2).astype(np.float32)
         scores = {"added": float(added.max()), "removed": float(removed.max()), "replaced": float(replaced.max())}
         return scores, heatmap
+
+    def _score_torch(self, batch):
+        """The same maps as :meth:`measure`, a size group of pairs at a time (``ggtqc.kernels.hallucination``)."""
+        from ggtqc.kernels import hallucination as kernel
+
+        added_side, removed_side = int(self.settings["added_side"]), int(self.settings["removed_side"])
+        names = [f.name for f in self.fields]
+        values: dict[str, list[float]] = {name: [math.nan] * len(batch) for name in names}
+        heatmaps: list[np.ndarray | None] = [None] * len(batch)
+        for members in size_groups(batch.lq, batch.hq).values():
+            lq, hq = batch.lq[members[0]], batch.hq[members[0]]
+            if min(common_size(lq, min(added_side, removed_side), CONTENT_SHARE)) < MIN_SIDE:
+                continue  # not measured, as measure()
+            added_size = common_size(lq, added_side, CONTENT_SHARE)
+            removed_size = common_size(lq, removed_side, CONTENT_SHARE)
+            if hq.shape[1] < max(added_size[0], removed_size[0]) or hq.shape[0] < max(added_size[1], removed_size[1]):
+                for i in members:  # an HQ smaller than the views: rare, left to the CPU path
+                    scores, heatmaps[i] = self.measure(batch.lq[i], batch.hq[i])
+                    for name in names:
+                        values[name][i] = scores[name]
+                continue
+            scores, maps = kernel.measure(*uploaded(batch, members, self.device), added_size, removed_size, lq.shape)
+            table = torch.stack([scores[name] for name in names], dim=1).cpu().tolist()
+            maps = maps.float().cpu().numpy()
+            for k, i in enumerate(members):
+                for name, value in zip(names, table[k]):
+                    values[name][i] = value
+                heatmaps[i] = maps[k]
+        return Scores(values, heatmaps)
 
 
 DEFAULTS = {f.name: f.threshold for f in Hallucination.fields}
@@ -143,7 +187,10 @@ class LocalStructure:
 
 def local_structure(lq: np.ndarray, hq: np.ndarray, side: int) -> LocalStructure:
     small_lq, small_hq = small_pair(lq, hq, side, CONTENT_SHARE)
-    x, y = _blur(luma(small_lq), 0.7), _blur(luma(small_hq), 0.7)
+    # float64: a variance is a difference of squares near 255**2, and in float32 its
+    # rounding (~0.01) is as large as a flat region's whole variance, where cov**2 / vx
+    # then reads as noise; it moved ``added`` by up to 0.02 (its review margin).
+    x, y = (_blur(luma(view).astype(np.float64), 0.7) for view in (small_lq, small_hq))
     mx, my = _blur(x, WINDOW_SIGMA), _blur(y, WINDOW_SIGMA)
     vx = np.maximum(_blur(x * x, WINDOW_SIGMA) - mx * mx, 0)
     vy = np.maximum(_blur(y * y, WINDOW_SIGMA) - my * my, 0)

@@ -8,6 +8,8 @@ Scores come from image sizes alone:
   about a 2% stretch or crop;
 - ``scale_error``: relative distance of ``scale`` from ``expected_scale`` when that option
   is set (2 for 2x super-resolution, say); not measured otherwise.
+
+Sizes are all it reads, so one implementation serves every device: nothing is uploaded.
 """
 
 from __future__ import annotations
