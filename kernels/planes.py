@@ -46,6 +46,20 @@ def use_torch(device: torch.device) -> bool:
     return asked == "torch" or (asked == "auto" and device.type == "cuda")
 
 
+class TorchPath:
+    """Mixin of a weights-free filter that also has a batched torch path: it keeps the run's
+    device from ``setup``, and :meth:`on_torch` says whether ``score`` should take that path."""
+
+    gpu = "optional"
+    device = torch.device("cpu")
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def on_torch(self) -> bool:
+        return use_torch(self.device)
+
+
 _ON_DEVICE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 KEPT_ON_DEVICE = 1024  # constants kept, the least recently used dropped: a dataset of many sizes needs many
 

@@ -90,7 +90,7 @@ import torch
 
 from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
 from ggtqc.decide import default_margin
-from ggtqc.kernels.planes import size_groups, uploaded, use_torch
+from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
@@ -109,7 +109,7 @@ MAX_GREY_RADIUS = 6.0  # CIELAB units: the widest disc counted as "near" neutral
 VEIL_LIFT = 32.0  # grey levels the target lowers the source's dark channel by: a veil lifted (an eighth of the range)
 
 
-class Color(PairFilter):
+class Color(TorchPath, PairFilter):
     name = "color"
     version = "10"
     threadsafe = True
@@ -124,15 +124,8 @@ class Color(PairFilter):
         Field("cast_removed", "lower", None, "a*b* of the LQ colour made neutral, where judged as a cast removed (recorded only)"),
     )
     options = {"analysis_side": 64, "min_free_chroma": 4.0}
-    gpu = "optional"
-
-    device = torch.device("cpu")
-
-    def setup(self, device: torch.device) -> None:
-        self.device = device
-
     def score(self, batch):
-        if use_torch(self.device):
+        if self.on_torch():
             return self._score_torch(batch)
         return super().score(batch)
 

@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from ggtqc import Field, Filter, Scores, hookimpl
-from ggtqc.kernels.planes import size_groups, uploaded, use_torch
+from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
 from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 WINDOW_SIGMA = 1.5
@@ -92,7 +92,7 @@ SPECK = 3  # px at the analysis size, or
 SPECK_LQ = 6  # px of the LQ, whichever is wider: flakes and streaks narrower are bright specks
 
 
-class Hallucination(Filter):
+class Hallucination(TorchPath, Filter):
     name = "hallucination"
     version = "8"
     cost = 5.0
@@ -102,15 +102,8 @@ class Hallucination(Filter):
         Field("replaced", "lower", 0.7, "worst region of added and removed together (geometric mean, each over its default)"),
     )
     options = {"added_side": 96, "removed_side": 64}
-    gpu = "optional"
-
-    device = torch.device("cpu")
-
-    def setup(self, device: torch.device) -> None:
-        self.device = device
-
     def score(self, batch):
-        if use_torch(self.device):
+        if self.on_torch():
             return self._score_torch(batch)
         results = batch.map(self.measure, batch.lq, batch.hq)
         values = {f.name: [scores[f.name] for scores, _ in results] for f in self.fields}
