@@ -187,14 +187,19 @@ def local_change(ab_lq, ab_hq, reliable, shape, noise, region_share: float, min_
 
 
 def veil_lifted(lq: torch.Tensor, hq: torch.Tensor) -> torch.Tensor:
-    """How far the target lowered the source's dark channel, ``[N]`` grey levels (``cpu.veil_lifted``)."""
+    """``[N]``: the fall of the dark channel where every channel's darker quarter fell, else 0 (``cpu.veil_lifted``)."""
 
-    def dark_channel(images: torch.Tensor) -> torch.Tensor:
-        darkest = images.min(dim=1, keepdim=True).values
-        return -F.max_pool2d(-darkest, 3, stride=1, padding=1)  # cv2.erode, 3x3: the border left out
+    def eroded(planes: torch.Tensor) -> torch.Tensor:
+        return -F.max_pool2d(-planes, 3, stride=1, padding=1)  # cv2.erode, 3x3: the border left out
 
-    source, target = (torch.quantile(dark_channel(images).flatten(1), 0.5, dim=1) for images in (lq, hq))  # np.median
-    return source - target
+    def dark(images: torch.Tensor) -> torch.Tensor:
+        return torch.quantile(eroded(images.min(dim=1, keepdim=True).values).flatten(1), 0.5, dim=1)  # np.median
+
+    def quarters(images: torch.Tensor) -> torch.Tensor:
+        return torch.quantile(eroded(images).flatten(2), 0.25, dim=2)  # np.percentile(..., 25), linear
+
+    every_channel_fell = (quarters(lq) > quarters(hq)).all(dim=1)
+    return torch.where(every_channel_fell, dark(lq) - dark(hq), 0.0)
 
 
 def neutral_source(ab_lq, ab_hq, reliable, noise, greys_tell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +253,7 @@ def compare(lq: torch.Tensor, hq: torch.Tensor, size: tuple[int, int], free_floo
         contrast=contrast,
         local=torch.where(measured, local, nan),
         cast_removed=torch.where(measured, torch.where(removed_cast, hypot(white), 0.0), nan),
-        unsure=measured & removed_cast & ((as_measured["hue_shift_deg"] > cpu.HUE_ACCEPTED) | (as_measured["cast"] > cpu.CAST_ACCEPTED)),
+        unsure=measured & removed_cast & ((as_measured["hue_shift_deg"] >= cpu.HUE_REVIEW) | (as_measured["cast"] >= cpu.CAST_REVIEW)),
         measured_hue=as_measured["hue_shift_deg"],
         measured_cast=as_measured["cast"],
         veil_lifted=lifted,

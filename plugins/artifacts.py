@@ -12,7 +12,9 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   are no grid. The mean step is floored at 2 grey levels, about 1.5% of mid grey: over
   flat content a faint grid has a large ratio and is still invisible. On crops of the
   calibration photos clean, smoothed, and good-JPEG (quality 90-95) targets stay at or
-  under 1.29, targets compressed at quality 25 read 1.40 and more; the limit is 1.3.
+  under 1.29, targets compressed at quality 25 read 1.40 and more, the LQ's blocks carried
+  as tiles 1.27 and more; the limit is 1.3, and 1.235-1.365 is review (the default 5%
+  margin), where the best JPEGs and the faintest tiles meet.
 - ``noise``: noise standard deviation in grey levels, from the median absolute response
   of a Laplacian mask (Immerkaer) on the flattest 30% of the image.
 - ``halo``: strong over-sharpening, a rim both widespread and strong: the smaller of the

@@ -58,13 +58,16 @@ hue of noise on a grey photo is random.
   the frame), a cast was added, and the fields judge the pair as measured (this field
   reads 0), unless the target lifted a veil: where it lowered the source's dark channel
   (the darkest of R, G and B nearby, near 0 in clear daylight) by 32 grey levels or more,
-  the LQ's greys may be colours the veil hid. On the calibration photos honest haze
-  removals lower it by 41-128, snow removals by 28-40; clear sources (mixed, rain) move it
-  by under 6 and brightened dark ones raise it. Otherwise the change may be a cast removed: the size of that colour is
+  and the darker quarter of every channel with it, the LQ's greys may be colours the veil
+  hid. On the calibration photos honest haze removals lower the dark channel by 41-128,
+  every channel with it; a cast added lowers one channel but raises another, and none of
+  the colour faults planted over mixed or low-light sources counts as a veil lifted. Otherwise the change may be a cast removed: the size of that colour is
   recorded here, the three fields are measured after taking it out, and where the default
   thresholds would not have accepted them as measured (failed, or in the review band) the
-  filter is unsure and a person looks. A sunset made neutral, or a cast added to a photo without greys, looks the same;
-  only a person or the judge can tell (docs/detection.md).
+  filter is unsure and a person looks. The default thresholds, not a run's own: a filter
+  scores and does not see the run's thresholds. A sunset made neutral, or a cast added to a
+  photo without greys, looks the same; only a person or the judge can tell
+  (docs/detection.md).
 - ``contrast``: the HQ's large-scale luma contrast over the LQ's (standard deviations of
   both lumas blurred by 1/32 of the long side, so noise, grain, rain and snow do not
   count). A faded or washed-out target keeps a fraction of its source's contrast; honest
@@ -91,7 +94,7 @@ import torch
 from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
 from ggtqc.decide import default_margin
 from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
-from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, small_pair
+from ggtqc.planes import CONTENT_SHARE, MIN_SIDE, common_size, luma, noise_sigma, percentile, small_pair
 
 LEVELS = 16  # luma quantile bins for the tone-independent chroma
 CURVE_POINTS = 257  # quantiles that define the tone curve
@@ -106,7 +109,7 @@ LOCAL_MIN_LIT = 0.2  # mean reliability (lit share) a region needs to be judged
 MIN_REMOVED = 3.0  # CIELAB units: a smaller colour made neutral is within honest restorations' casts
 MIN_SCALE = 0.2  # a chroma scale under this drops the colour: no cast to judge as removed
 MAX_GREY_RADIUS = 6.0  # CIELAB units: the widest disc counted as "near" neutral or the removed cast
-VEIL_LIFT = 32.0  # grey levels the target lowers the source's dark channel by: a veil lifted (an eighth of the range)
+VEIL_LIFT = 32.0  # grey levels the target lowers the source's dark channel by, lowering every channel: a veil lifted
 
 
 class Color(TorchPath, PairFilter):
@@ -215,13 +218,13 @@ def chroma_noise(lab_pixels: np.ndarray, shape: tuple[int, ...]) -> tuple[float,
 
 NOT_MEASURED = {f.name: math.nan for f in Color.fields}  # returned as copies
 
-def _accepted_up_to(name: str) -> float:
-    """The largest score of field ``name`` that its default threshold accepts outright (under the review band)."""
+def _review_from(name: str) -> float:
+    """Where the default review band of field ``name`` (a lower-is-better field) begins: from this score on, it is not accepted outright."""
     field = next(f for f in Color.fields if f.name == name)
     return field.threshold - default_margin(field.threshold, field.margin)
 
 
-HUE_ACCEPTED, CAST_ACCEPTED = _accepted_up_to("hue_shift_deg"), _accepted_up_to("cast")
+HUE_REVIEW, CAST_REVIEW = _review_from("hue_shift_deg"), _review_from("cast")
 
 
 def contrast_kept(y_lq: np.ndarray, y_hq: np.ndarray) -> float:
@@ -257,7 +260,7 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
     corrected = global_colour(ab_lq - white, ab_hq, reliable, noise)
     removed = float(np.hypot(*white))
     unsure = None
-    if scores["hue_shift_deg"] > HUE_ACCEPTED or scores["cast"] > CAST_ACCEPTED:  # as measured, not accepted by default
+    if scores["hue_shift_deg"] >= HUE_REVIEW or scores["cast"] >= CAST_REVIEW:  # as measured, not accepted by default
         unsure = cast_removed_note(removed, scores["hue_shift_deg"], scores["cast"], lifted)
     scores.update(corrected, cast_removed=removed)
     return PairScores(scores, unsure) if unsure else scores
@@ -266,7 +269,8 @@ def compare(lq: np.ndarray, hq: np.ndarray, side: int, floor: float) -> dict[str
 def cast_removed_note(removed: float, hue: float, cast: float, lifted: float) -> str:
     """Why a person should look at a colour change judged as a possible cast removal; ``lifted`` is :func:`veil_lifted`."""
     why = (
-        f"a veil lifted (the dark channel fell {lifted:.0f} grey levels) had greyed the colours, so greys cannot tell"
+        f"the dark channel fell {lifted:.0f} grey levels and every channel with it, as when a veil is lifted: "
+        "the greys may be colours it hid, so they cannot tell"
         if lifted >= VEIL_LIFT
         else "the photo's greys cannot tell"
     )
@@ -298,16 +302,24 @@ def saturation_and_offset(ab_lq: np.ndarray, ab_hq: np.ndarray, reliable: np.nda
 
 
 def veil_lifted(lq: np.ndarray, hq: np.ndarray) -> float:
-    """How far the target lowered the source's dark channel, grey levels (median over the frame).
+    """How far the target lowered the source's dark channel, where it lowered every channel; else 0. Grey levels.
 
-    The dark channel (the darkest of R, G and B over a 3-px neighbourhood of the pooled
-    view) is near 0 for most of a clear daylight scene; a veil of haze, fog, glare or a
-    faded print adds light to every channel and raises it. A target that lifts the veil
-    lowers it; one that only recolours leaves it where it was.
+    A veil of haze, fog, glare or a faded print adds light to every channel, most visibly in
+    the dark parts of a scene. The dark channel (the darkest of R, G and B over a 3-px
+    neighbourhood, near 0 over most of a clear daylight scene) shows it: its median over
+    the frame falls where the target lifts the veil. A cast added falls there too, as it
+    lowers one channel, but it raises another; so the fall counts only where the darker
+    quarter (25th percentile, after the same erosion) of each of R, G and B fell as well.
     """
     kernel = np.ones((3, 3), np.uint8)
-    source, target = (float(np.median(cv2.erode(np.ascontiguousarray(image.min(axis=2)), kernel))) for image in (lq, hq))
-    return source - target
+
+    def eroded(plane: np.ndarray) -> np.ndarray:
+        return cv2.erode(np.ascontiguousarray(plane, np.float32), kernel)
+
+    dark = [float(np.median(eroded(image.min(axis=2)))) for image in (lq, hq)]
+    quarters = [[percentile(eroded(image[..., c]), 25) for c in range(3)] for image in (lq, hq)]
+    every_channel_fell = all(source > target for source, target in zip(*quarters))
+    return dark[0] - dark[1] if every_channel_fell else 0.0
 
 
 def neutral_source(

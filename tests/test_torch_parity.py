@@ -4,7 +4,7 @@ Both run here on CPU: ``GGTQC_FILTER_IMPL=torch`` forces the torch code onto CPU
 ``numpy`` the NumPy/OpenCV code. On real pairs (``examples/pairs``, planted faults of every
 kind at 1x, 2x and 4x, the held-out families) every field must agree within its tolerance,
 NaN where the other is NaN, and every pair must get the same outcome from each field at its
-default threshold and review margin, and the same "unsure" notes.
+default threshold and review margin, and be marked "unsure" alike (whether, not the wording).
 
 Tolerances are absolute, in each field's unit, a few times the largest difference measured
 on these pairs and the planted faults on the held-out photos. What is left is float
