@@ -61,8 +61,9 @@ hue of noise on a grey photo is random.
   and the darker quarter of every channel with it, the LQ's greys may be colours the veil
   hid. On the calibration photos honest haze removals lower the dark channel by 41-128,
   every channel with it; a cast added lowers one channel but raises another, and none of
-  the colour faults planted over mixed or low-light sources counts as a veil lifted. Otherwise the change may be a cast removed: the size of that colour is
-  recorded here, the three fields are measured after taking it out, and where the default
+  the colour faults planted over mixed or low-light sources counts as a veil lifted.
+  Otherwise the change may be a cast removed: the size of that colour is recorded here,
+  the three fields are measured after taking it out, and where the default
   thresholds would not have accepted them as measured (failed, or in the review band) the
   filter is unsure and a person looks. The default thresholds, not a run's own: a filter
   scores and does not see the run's thresholds. A sunset made neutral, or a cast added to a
