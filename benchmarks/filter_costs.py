@@ -20,32 +20,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
-from skimage import data
 
-from benchmarks import planted  # the accuracy benchmark's degradations
+from benchmarks.throughput_pairs import write_pairs
 from ggtqc.batch import Batch, load_pair
 from ggtqc.host import load_host
 from ggtqc.images import DecodeLimits
 from ggtqc.pairs import Pair
 
 FILTERS = "resolution,ssim,color,hallucination,artifacts,geometry"  # the runner's order (by declared cost)
-
-
-def write_pairs(root: Path, count: int, lq_side: int) -> list[Pair]:
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
-    rng = np.random.default_rng(0)
-    for side in ("lq", "hq"):
-        (root / side).mkdir(parents=True)
-    pairs = []
-    for i in range(count):
-        hq = cv2.resize(photos[i % len(photos)], (1024, 1024), interpolation=cv2.INTER_CUBIC)
-        lq = planted.mixed(cv2.resize(hq, (lq_side, lq_side), interpolation=cv2.INTER_AREA), rng)
-        cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
-        cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
-        pairs.append(Pair(f"{i:05d}", root / "lq" / f"{i:05d}.jpg", root / "hq" / f"{i:05d}.png", root))
-    return pairs
 
 
 def costs(pairs: list[Pair], filters: list[str], runs: int = 2) -> dict[str, float]:

@@ -18,31 +18,7 @@ n=${N:-512}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 copies=${COPIES:-1}
-"$python" - "$scratch/pairs" "$n" "$copies" <<'PY'
-import os
-import sys
-from pathlib import Path
-
-import cv2
-import numpy as np
-from skimage import data
-
-from benchmarks import planted  # run from the repository root
-
-root, count, copies = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
-rng = np.random.default_rng(0)
-for side in ("lq", "hq"):
-    (root / side).mkdir(parents=True)
-for i in range(count):
-    hq = cv2.resize(photos[i % len(photos)], (1024, 1024), interpolation=cv2.INTER_CUBIC)
-    lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)
-    cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
-    cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
-    for copy in range(1, copies):  # hard links: the same bytes under another pair's name
-        os.link(root / "lq" / f"{i:05d}.jpg", root / "lq" / f"{i:05d}-{copy}.jpg")
-        os.link(root / "hq" / f"{i:05d}.png", root / "hq" / f"{i:05d}-{copy}.png")
-PY
+"$python" -m benchmarks.throughput_pairs "$scratch/pairs" "$n" "$copies"
 n=$((n * copies))
 if [ "${CLIP_RANDOM:-0}" = 1 ]; then
     export GGTQC_CACHE="$scratch/cache"

@@ -24,25 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-from skimage import data
-
-from benchmarks import planted  # the accuracy benchmark's degradations
+from benchmarks.throughput_pairs import write_pairs
 
 GGTQC = Path(sys.executable).with_name("ggtqc")
-
-
-def make_pairs(root: Path, count: int) -> None:
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.retina()]
-    rng = np.random.default_rng(0)
-    for side in ("lq", "hq"):
-        (root / side).mkdir(parents=True)
-    for i in range(count):
-        hq = cv2.resize(photos[i % len(photos)], (1024, 1024), interpolation=cv2.INTER_CUBIC)
-        lq = planted.mixed(cv2.resize(hq, (512, 512), interpolation=cv2.INTER_AREA), rng)
-        cv2.imwrite(str(root / "lq" / f"{i:05d}.jpg"), np.ascontiguousarray(lq[..., ::-1]))
-        cv2.imwrite(str(root / "hq" / f"{i:05d}.png"), np.ascontiguousarray(hq[..., ::-1]))
 
 
 def timed(args: list[str], out: Path) -> tuple[float, float]:
@@ -65,7 +49,7 @@ def main() -> None:
     load = [os.getloadavg()[0]]  # other jobs on a shared machine: stated beside the numbers
     with tempfile.TemporaryDirectory() as scratch:
         pairs = Path(scratch) / "pairs"
-        make_pairs(pairs, options.pairs)
+        write_pairs(pairs, options.pairs)
         common = ["filter", str(pairs), "--plugins", options.plugins, "--all-scores", "--fresh", "--device", "cpu"]
         cases = [
             (f"local, 1 process x {cores} threads", common, "local"),
