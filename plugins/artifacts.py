@@ -57,6 +57,14 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   a plain, sharpened or denoised upscale draws none. On the benchmark honest targets read
   3.4 or more at the LQ's scale (1x to 4x, both degradation sets) and 4.3 or more at their
   own (calibration photos, 2x and 4x); upscales at most 2.7 and 2.5; the limit is 3.
+  A smooth source leaves a restoration little to change, so grey levels alone cannot tell
+  there: where the LQ holds less band-pass detail (luma less its sigma-2 blur, RMS) than
+  5.5 grey levels, the change is read against that detail, scaled by 5.5 over it. On the
+  calibration photos honest targets change at least 0.54 of their source's detail and
+  not-restored ones at most 0.42, so under 3 / 0.54 = 5.5 an honest target could fall under
+  the limit in grey levels while its share of the detail stays honest. No calibration pair
+  is both that smooth and that little changed, so a pair that passes only by this reading
+  goes to review with a note that says so.
 """
 
 from __future__ import annotations
@@ -84,11 +92,14 @@ NYQUIST_BLUR = 0.6  # LQ px: what remains above this blur is finer than a 2x or 
 GRID_TRIM = 0.2  # share of periods, largest steps first, that a grid phase's mean leaves out
 GRID_FLOOR = 2.0  # grey levels: a grid step must exceed this much, about 1.5% of mid grey, to be seen over flat content
 FIT_STEP = 3  # new_detail fits its nine coefficients on every third pixel of each axis
+CHANGE_LIMIT = 3.0  # ``change``'s default threshold, grey levels
+SOURCE_DETAIL_FLOOR = 5.5  # grey levels of LQ band-pass detail under which ``change`` is read against it (module doc)
+SOURCE_DETAIL_BLUR = 2.0  # LQ px: the detail is the LQ's luma less this blur
 
 
 class Artifacts(PairFilter):
     name = "artifacts"
-    version = "12"
+    version = "13"
     threadsafe = True
     cost = 6.0
     fields = (
@@ -98,7 +109,7 @@ class Artifacts(PairFilter):
         Field("detail", "higher", 0.8, "finest band RMS over the next band's", margin=0.1),
         Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
         Field("tonal_range", "higher", 24.0, "HQ luma range, 1st to 99th percentile, grey levels"),
-        Field("change", "higher", 3.0, "RMS luma change from LQ beyond resampling, grey levels (not restored)"),
+        Field("change", "higher", CHANGE_LIMIT, "RMS luma change from LQ beyond resampling, grey levels, read against a smooth LQ's detail (not restored)"),
     )
 
     def score_pair(self, lq, hq):
@@ -116,11 +127,19 @@ class Artifacts(PairFilter):
             "detail": detail(y),
             "clipped": clipped_share(inside) - clipped_share(unclipped(y_lq)),
             "tonal_range": luma_range(y),
-            "change": max(change(lq, hq, y_lq), new_detail(y_lq, y, scale, inside)),
         }
+        measured = max(change(lq, hq, y_lq), new_detail(y_lq, y, scale, inside))
+        source_detail = band_rms(y_lq, SOURCE_DETAIL_BLUR)
+        scores["change"] = measured * max(1.0, SOURCE_DETAIL_FLOOR / max(source_detail, 1e-6))
+        unsure = []
         if rim >= HALO_RIM_ALONE and scores["halo"] < HALO_OVERLAP[0]:
-            return PairScores(scores, f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
-        return scores
+            unsure.append(f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
+        if measured < CHANGE_LIMIT <= scores["change"]:
+            unsure.append(
+                f"change: {measured:.2f} grey levels, but the source is smooth (detail {source_detail:.2f}): read against it "
+                f"{scores['change']:.2f}; restored, or barely touched, look"
+            )
+        return PairScores(scores, "; ".join(unsure)) if unsure else scores
 
 
 def blockiness(y: np.ndarray, scale: int = 1) -> float:
@@ -267,6 +286,11 @@ def detail(y: np.ndarray) -> float:
     # mean squares of the two bands, summed in float64 without making the band planes
     fine, next_band = cv2.norm(y, blur1, cv2.NORM_L2SQR) / y.size, cv2.norm(blur1, blur2, cv2.NORM_L2SQR) / y.size
     return math.sqrt(fine / max(next_band, 1e-6))
+
+
+def band_rms(y: np.ndarray, sigma: float) -> float:
+    """RMS of a luma plane less its Gaussian blur of ``sigma`` px: how much detail it holds."""
+    return math.sqrt(cv2.norm(y, cv2.GaussianBlur(y, (0, 0), sigma), cv2.NORM_L2SQR) / y.size)
 
 
 def unclipped(y: np.ndarray) -> np.ndarray:
