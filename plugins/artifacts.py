@@ -58,13 +58,22 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   3.4 or more at the LQ's scale (1x to 4x, both degradation sets) and 4.3 or more at their
   own (calibration photos, 2x and 4x); upscales at most 2.7 and 2.5; the limit is 3.
   A smooth source leaves a restoration little to change, so grey levels alone cannot tell
-  there: where the LQ holds less band-pass detail (luma less its sigma-2 blur, RMS) than
-  5.5 grey levels, the change is read against that detail, scaled by 5.5 over it. On the
-  calibration photos honest targets change at least 0.54 of their source's detail and
-  not-restored ones at most 0.42, so under 3 / 0.54 = 5.5 an honest target could fall under
-  the limit in grey levels while its share of the detail stays honest. No calibration pair
-  is both that smooth and that little changed, so a pair that passes only by this reading
-  goes to review with a note that says so.
+  there. ``lq_detail`` says how much detail the source holds; where it is under 7.5 grey
+  levels, the change is also read as a share of it: the change in the same band (the
+  difference less its sigma-2 blur, so a shift of tone or brightness does not count; at
+  2x and 4x, or the detail drawn at HQ scale), over ``lq_detail`` but at least 1 grey level
+  (about 3.5 times the RMS of 8-bit rounding: below it a source holds no detail to read
+  against), times 7.5. The larger of the two readings is the score. On the calibration
+  photos (standard and shifted degradations, 1x, 2x and 4x) honest targets change at least
+  0.405 of their source's detail and not-restored ones at most 0.30, so 3 / 0.405, rounded
+  up, is 7.5, under which an honest target could fall under the limit in grey levels while
+  its share stays honest; a not-restored one reads at most 0.30 x 7.5 = 2.3. No
+  calibration pair is both that smooth and that little changed, so a pair that would not
+  plainly pass in grey levels (under the limit plus its margin) and is lifted by the share
+  goes to review, with a note giving both readings. The note speaks from the default
+  limit: a filter does not see a run's thresholds.
+- ``lq_detail``: the LQ's band-pass detail, RMS of its luma less its sigma-2 blur, grey
+  levels (recorded only; what ``change`` is read against).
 """
 
 from __future__ import annotations
@@ -93,8 +102,10 @@ GRID_TRIM = 0.2  # share of periods, largest steps first, that a grid phase's me
 GRID_FLOOR = 2.0  # grey levels: a grid step must exceed this much, about 1.5% of mid grey, to be seen over flat content
 FIT_STEP = 3  # new_detail fits its nine coefficients on every third pixel of each axis
 CHANGE_LIMIT = 3.0  # ``change``'s default threshold, grey levels
-SOURCE_DETAIL_FLOOR = 5.5  # grey levels of LQ band-pass detail under which ``change`` is read against it (module doc)
-SOURCE_DETAIL_BLUR = 2.0  # LQ px: the detail is the LQ's luma less this blur
+CHANGE_MARGIN = CHANGE_LIMIT * 0.05  # its default review margin (ggtqc.decide.DEFAULT_MARGIN)
+SMOOTH_SOURCE = 7.5  # grey levels of LQ detail under which ``change`` is also read as a share of it (module doc)
+DETAIL_BLUR = 2.0  # LQ px: ``lq_detail`` is the LQ's luma less this blur
+MIN_DETAIL = 1.0  # grey levels: the least detail a share is read against, ~3.5x the RMS of 8-bit rounding
 
 
 class Artifacts(PairFilter):
@@ -109,7 +120,8 @@ class Artifacts(PairFilter):
         Field("detail", "higher", 0.8, "finest band RMS over the next band's", margin=0.1),
         Field("clipped", "lower", None, "share of pixels clipped in HQ beyond LQ (recorded only)"),
         Field("tonal_range", "higher", 24.0, "HQ luma range, 1st to 99th percentile, grey levels"),
-        Field("change", "higher", CHANGE_LIMIT, "RMS luma change from LQ beyond resampling, grey levels, read against a smooth LQ's detail (not restored)"),
+        Field("change", "higher", CHANGE_LIMIT, "RMS luma change from LQ beyond resampling, grey levels, or a smooth LQ's share of detail changed (not restored)"),
+        Field("lq_detail", "higher", None, "LQ luma less its sigma-2 blur, RMS, grey levels (recorded only)"),
     )
 
     def score_pair(self, lq, hq):
@@ -128,16 +140,21 @@ class Artifacts(PairFilter):
             "clipped": clipped_share(inside) - clipped_share(unclipped(y_lq)),
             "tonal_range": luma_range(y),
         }
-        measured = max(change(lq, hq, y_lq), new_detail(y_lq, y, scale, inside))
-        source_detail = band_rms(y_lq, SOURCE_DETAIL_BLUR)
-        scores["change"] = measured * max(1.0, SOURCE_DETAIL_FLOOR / max(source_detail, 1e-6))
+        drawn = new_detail(y_lq, y, scale, inside)
+        overall, in_detail_band = change(lq, hq, y_lq)
+        measured = max(overall, drawn)
+        scores["lq_detail"] = lq_detail = band_rms(y_lq, DETAIL_BLUR)
+        share = max(in_detail_band, drawn) / max(lq_detail, MIN_DETAIL) if lq_detail < SMOOTH_SOURCE else 0.0
+        scores["change"] = max(measured, share * SMOOTH_SOURCE)
         unsure = []
         if rim >= HALO_RIM_ALONE and scores["halo"] < HALO_OVERLAP[0]:
             unsure.append(f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
-        if measured < CHANGE_LIMIT <= scores["change"]:
+        # lifted by the share from where the default limit would not plainly pass it, to where it would not reject it
+        lifted = scores["change"] > measured
+        if lifted and measured < CHANGE_LIMIT + CHANGE_MARGIN and scores["change"] >= CHANGE_LIMIT - CHANGE_MARGIN:
             unsure.append(
-                f"change: {measured:.2f} grey levels, but the source is smooth (detail {source_detail:.2f}): read against it "
-                f"{scores['change']:.2f}; restored, or barely touched, look"
+                f"change: {measured:.2f} grey levels, but the source is smooth (lq_detail {lq_detail:.2f}) and "
+                f"{share:.0%} of its detail changed (reads {scores['change']:.2f}): restored, or barely touched; look"
             )
         return PairScores(scores, "; ".join(unsure)) if unsure else scores
 
@@ -309,15 +326,18 @@ def luma_range(y: np.ndarray) -> float:
     return percentile(sample, 99) - percentile(sample, 1)
 
 
-def rms_change(y_lq: np.ndarray, image: np.ndarray) -> float:
-    """RMS difference between the LQ's luma and ``image`` area-resized to its size, both blurred by ``CHANGE_BLUR``."""
+def rms_change(y_lq: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """RMS difference between the LQ's luma and ``image`` area-resized to its size, both
+    blurred by ``CHANGE_BLUR``; and the same for the difference's band above ``DETAIL_BLUR``
+    (what ``lq_detail`` reads: no change of tone or brightness)."""
     down = luma(cv2.resize(image, (y_lq.shape[1], y_lq.shape[0]), interpolation=cv2.INTER_AREA))
     difference = cv2.GaussianBlur(down - y_lq, (0, 0), CHANGE_BLUR, borderType=cv2.BORDER_REFLECT)
-    return float(np.sqrt(np.mean(difference * difference)))
+    in_band = cv2.norm(difference, cv2.GaussianBlur(difference, (0, 0), DETAIL_BLUR), cv2.NORM_L2SQR) / difference.size
+    return float(np.sqrt(np.mean(difference * difference))), math.sqrt(in_band)
 
 
-def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> float:
-    """:func:`rms_change` beyond what upscaling the LQ alone would give (in quadrature).
+def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> tuple[float, float]:
+    """:func:`rms_change` (both readings) beyond what upscaling the LQ alone would give (in quadrature).
 
     A plain upscale, resized back, differs from the LQ by its resampling error, which thin,
     high-contrast detail such as rain streaks makes large; a bilinear round trip, the
@@ -328,7 +348,7 @@ def change(lq: np.ndarray, hq: np.ndarray, y_lq: np.ndarray) -> float:
         return measured
     upscaled = cv2.resize(lq, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_LINEAR)
     resampling = rms_change(y_lq, upscaled)
-    return math.sqrt(max(measured**2 - resampling**2, 0.0))
+    return tuple(math.sqrt(max(m**2 - r**2, 0.0)) for m, r in zip(measured, resampling))
 
 
 def new_detail(y_lq: np.ndarray, y: np.ndarray, scale: int, inside: np.ndarray) -> float:

@@ -8,7 +8,17 @@ import pytest
 from examples import make_pairs as degrade  # the sample pairs' degradations
 from ggtqc import PairScores, Scores
 from ggtqc.batch import Batch
-from ggtqc.plugins.artifacts import SHARPEN_RADII, Artifacts, integer_scale, least_squares, nonzero
+from ggtqc.planes import luma
+from ggtqc.plugins.artifacts import (
+    MIN_DETAIL,
+    SHARPEN_RADII,
+    SMOOTH_SOURCE,
+    Artifacts,
+    change,
+    integer_scale,
+    least_squares,
+    nonzero,
+)
 from tests.helpers import failing_fields, photos
 
 
@@ -159,27 +169,59 @@ def test_artifacts_flag_a_target_that_is_the_lq_upscaled(scene, group, interpola
     assert "change" not in fails(restored), restored
 
 
+def soft(scene, contrast):
+    """A low-contrast version of the scene: a smooth photo."""
+    return np.clip(scene.astype(np.float32) * contrast + 128 * (1 - contrast), 0, 255).astype(np.uint8)
+
+
 @pytest.mark.parametrize("contrast", [0.2, 0.4])
 def test_a_smooth_source_restored_goes_to_review_not_to_rejection(scene, contrast):
     # A low-contrast photo defocused: its faithful restoration changes it by 1-2.5 grey
     # levels, under the limit, but much of the little detail the source holds.
-    soft = np.clip(scene.astype(np.float32) * contrast + 128 * (1 - contrast), 0, 255).astype(np.uint8)
-    lq = cv2.GaussianBlur(soft, (0, 0), 1.5)
-    got, note = artifacts_scores(lq, soft)
+    clean = soft(scene, contrast)
+    lq = cv2.GaussianBlur(clean, (0, 0), 1.5)
+    got, note = artifacts_scores(lq, clean)
+    assert got["lq_detail"] < SMOOTH_SOURCE
     assert "change" not in fails(got)
     assert note is not None and "the source is smooth" in note
-    # the same source, not restored: read against its detail, still far under the limit
-    small = cv2.resize(soft, (240, 160), interpolation=cv2.INTER_AREA)
-    got, note = artifacts_scores(small, cv2.resize(small, (480, 320), interpolation=cv2.INTER_CUBIC))
-    assert "change" in fails(got) and note is None
-    got, note = artifacts_scores(lq, lq)
+
+
+@pytest.mark.parametrize("contrast", [0.15, 0.3])
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_a_smooth_source_not_restored_is_still_rejected(scene, contrast, factor):
+    clean = soft(scene, contrast)
+    lq = cv2.resize(clean, (480 // factor, 320 // factor), interpolation=cv2.INTER_AREA)
+    upscaled = cv2.resize(lq, (480, 320), interpolation=cv2.INTER_CUBIC)
+    for target in (upscaled, jpeg(upscaled, 90), np.clip(upscaled.astype(np.int16) + 2, 0, 255).astype(np.uint8)):
+        got, note = artifacts_scores(lq, target)
+        assert got["lq_detail"] < SMOOTH_SOURCE
+        assert "change" in fails(got) and note is None, (got, note)
+
+
+def test_a_tone_shift_of_a_smooth_source_is_no_restoration(scene):
+    # the share reads the band of the source's detail: brightening is not restoring
+    lq = cv2.GaussianBlur(soft(scene, 0.3), (0, 0), 1.5)
+    got, note = artifacts_scores(lq, np.clip(lq.astype(np.int16) + 2, 0, 255).astype(np.uint8))
+    assert 1.5 < got["change"] < 2.5 and note is None
+
+
+@pytest.mark.parametrize("factor", [1, 4])
+def test_a_source_without_detail_is_read_in_grey_levels(factor):
+    # a smooth sky: its detail is under 8-bit rounding, so a share of it means nothing
+    yy, xx = np.mgrid[0:320, 0:480].astype(np.float32)
+    sky = np.stack([100 + 0.2 * yy, 140 + 0.15 * yy + 0.02 * xx, 200 + 0.1 * yy], axis=2).astype(np.uint8)
+    lq = cv2.resize(sky, (480 // factor, 320 // factor), interpolation=cv2.INTER_AREA)
+    got, note = artifacts_scores(lq, cv2.resize(lq, (480, 320), interpolation=cv2.INTER_CUBIC))
+    assert got["lq_detail"] < MIN_DETAIL
     assert "change" in fails(got) and note is None
 
 
-def test_a_detailed_source_restored_is_read_in_grey_levels_alone(scene):
-    lq = cv2.GaussianBlur(scene, (0, 0), 1.5)
+def test_a_detailed_source_is_read_in_grey_levels_alone(scene):
+    lq = jpeg(scene, 80)
     got, note = artifacts_scores(lq, scene)
-    assert "change" not in fails(got) and note is None
+    assert got["lq_detail"] >= SMOOTH_SOURCE
+    overall, _ = change(lq, scene, luma(lq))
+    assert got["change"] == pytest.approx(overall) and note is None
 
 
 def sparse_rain(image, count, seed=0):
