@@ -23,6 +23,8 @@ drift apart by float rounding; ``tests/test_torch_parity.py`` states how far the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import torch
@@ -113,11 +115,40 @@ def _grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     return xs, ys
 
 
-def _sources(warps: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where each target pixel samples the image under ``warps`` ``[N, 2, 3]`` (WARP_INVERSE_MAP)."""
+def _sources(warps: torch.Tensor, h: int, w: int, nearest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each target pixel samples the image under ``warps`` ``[N, 2, 3]`` (WARP_INVERSE_MAP).
+
+    OpenCV 4 rounds these positions to 1/32 px (``INTER_TAB_SIZE``) for bilinear sampling
+    and to whole pixels for nearest, in fixed point with 10 fractional bits; OpenCV 5 samples
+    at the float positions. Both are reproduced, as the installed OpenCV does it
+    (:func:`warp_uses_table`): a 1/32 px difference in where ECC samples moves its fit by
+    hundredths of a pixel, past the parity tolerances.
+    """
     xs, ys = _grid(h, w, warps.device)
     m = warps[:, :, :, None, None]
-    return m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2], m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    if not warp_uses_table():
+        return m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2], m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    scale = float(1 << AB_BITS)
+    bits, rounding = (AB_BITS, scale / 2) if nearest else (AB_BITS - INTER_BITS, scale / INTER_TAB_SIZE / 2)
+    row_x = torch.round((m[:, 0, 1] * ys + m[:, 0, 2]) * scale) + rounding
+    row_y = torch.round((m[:, 1, 1] * ys + m[:, 1, 2]) * scale) + rounding
+    fixed_x = torch.floor((row_x + torch.round(m[:, 0, 0] * xs * scale)) / (1 << bits))  # an arithmetic shift
+    fixed_y = torch.floor((row_y + torch.round(m[:, 1, 0] * xs * scale)) / (1 << bits))
+    if nearest:
+        return fixed_x, fixed_y
+    return fixed_x / INTER_TAB_SIZE, fixed_y / INTER_TAB_SIZE
+
+
+AB_BITS, INTER_BITS, INTER_TAB_SIZE = 10, 5, 32  # OpenCV 4's fixed point in warpAffine
+
+
+@lru_cache(maxsize=1)
+def warp_uses_table() -> bool:
+    """Whether the installed ``cv2.warpAffine`` samples at 1/32 px steps (OpenCV 4) rather
+    than at float positions (OpenCV 5): a ramp shifted by 1/64 px tells."""
+    ramp = np.tile(np.arange(8, dtype=np.float32), (4, 1))
+    shifted = cv2.warpAffine(ramp, np.float32([[1, 0, 1 / 64], [0, 1, 0]]), (8, 4), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return abs(float(shifted[1, 3]) - (3 + 1 / 32)) < 1e-4
 
 
 def warp_linear(images: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
@@ -142,8 +173,12 @@ def warp_linear(images: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
 def warp_mask(warps: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """``cv2.warpAffine`` of an all-ones mask with INTER_NEAREST: ``[N, H, W]`` bool.
 
-    OpenCV keeps a pixel whose source lies within half a pixel of the frame, edges included.
+    OpenCV 5 keeps a pixel whose source lies within half a pixel of the frame, edges
+    included; OpenCV 4 one whose rounded source is inside.
     """
+    if warp_uses_table():
+        sx, sy = _sources(warps, h, w, nearest=True)
+        return (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
     sx, sy = _sources(warps, h, w)
     return (sx >= -0.5) & (sx <= w - 0.5) & (sy >= -0.5) & (sy <= h - 0.5)
 
