@@ -6,7 +6,7 @@ is measured and why), over ``[N, H, W]`` float64 planes at the analysis size:
 - ``structure_only``: luma minus its box-blurred mean (``cv2.blur``, ``BORDER_REFLECT``), as
   one matrix product per axis;
 - ``phase_shift``: ``cv2.phaseCorrelate`` with OpenCV's Hanning window: the planes padded to
-  OpenCV's optimal DFT size, the normalised cross-power spectrum, its inverse, OpenCV's
+  OpenCV's optimal DFT size, the normalised cross-power spectrum, its inverse, the
   quadrant swap, the peak and the weighted centroid of the 5x5 box around it;
 - ``ecc``: ``cv2.findTransformECC`` (Evangelidis and Psarakis, 2008) with a 3x3 Gaussian
   pre-blur, ``MOTION_EUCLIDEAN`` or ``MOTION_AFFINE``: each iteration warps the image and
@@ -81,7 +81,7 @@ def phase_shift(template: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
     # divSpectrums: P |P| / (|P|^2 + FLT_EPSILON)
     unit = power * magnitude / (magnitude * magnitude + np.finfo(np.float32).eps)
     surface = torch.fft.irfft2(unit, s=(rows, cols)) * (rows * cols)  # OpenCV's inverse is unscaled
-    surface = _quadrant_swap(surface)
+    surface = torch.fft.fftshift(surface, dim=(-2, -1))  # OpenCV's fftShift: for an odd size too (225, 243: fast DFT sizes)
     peak = surface.flatten(1).argmax(dim=1)
     py, px = peak // cols, peak % cols
     # The 5x5 box around the peak, clipped to the surface: a weighted centroid.
@@ -94,16 +94,6 @@ def phase_shift(template: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
     cy = (box * ys[:, :, None]).sum(dim=(1, 2)) / total
     cx = (box * xs[:, None, :]).sum(dim=(1, 2)) / total
     return torch.stack([cols / 2 - cx, rows / 2 - cy], dim=1)
-
-
-def _quadrant_swap(surface: torch.Tensor) -> torch.Tensor:
-    """OpenCV's fftShift: swaps the ``(W//2) x (H//2)`` quadrants (for odd sizes the last row and column stay)."""
-    rows, cols = surface.shape[-2:]
-    ym, xm = rows // 2, cols // 2
-    out = surface.clone()
-    out[:, :ym, :xm], out[:, ym : 2 * ym, xm : 2 * xm] = surface[:, ym : 2 * ym, xm : 2 * xm], surface[:, :ym, :xm]
-    out[:, :ym, xm : 2 * xm], out[:, ym : 2 * ym, :xm] = surface[:, ym : 2 * ym, :xm], surface[:, :ym, xm : 2 * xm]
-    return out
 
 
 # --- warping -------------------------------------------------------------------------
