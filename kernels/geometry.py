@@ -55,12 +55,12 @@ def _along(planes: torch.Tensor, taps: tuple[float, ...], border: str, dim: int)
 
 
 def structure_only(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cpu.structure_only`` of ``[N, H, W]`` luma: the unit-variance detail, and ``[N]``
-    whether each has the detail to be aligned (the CPU path's None is False here)."""
+    """``cpu.structure_only`` of ``[N, H, W]`` luma: the unit-variance detail, and ``[N]`` its
+    spread before scaling (under ``MIN_STRUCTURE`` the CPU path's None: a blank frame)."""
     window = max(3, round(0.12 * max(planes.shape[1:])))
     detail = planes - _axis_filter(planes, (1 / window,) * window, REFLECT)
     spread = detail.flatten(1).std(dim=1, unbiased=False)
-    return detail / spread.clamp(min=1e-12)[:, None, None], spread >= cpu.MIN_STRUCTURE
+    return detail / spread.clamp(min=1e-12)[:, None, None], spread
 
 
 # --- phase correlation ---------------------------------------------------------------
@@ -202,7 +202,8 @@ def ecc(prepared: Prepared, members: torch.Tensor, start: torch.Tensor, motion: 
     """``cv2.findTransformECC`` of the pairs ``members`` of ``prepared`` from ``start`` ``[k, 2, 3]``.
 
     Returns the warps ``[k, 2, 3]``, the correlations ``[k]`` (as OpenCV's: that of the
-    last iteration's start, before its step) and ``[k]`` whether OpenCV would have raised.
+    last iteration's start, before its step), ``[k]`` whether OpenCV would have raised, and
+    ``[k]`` whether that was a close call (``lambda_d`` within ``LAMBDA_MARGIN`` of 0).
     """
     k = len(members)
     device = start.device
@@ -213,6 +214,7 @@ def ecc(prepared: Prepared, members: torch.Tensor, start: torch.Tensor, motion: 
     rho = torch.full((k,), -1.0, dtype=DTYPE, device=device)
     last = torch.full((k,), -EPS, dtype=DTYPE, device=device)
     failed = torch.zeros(k, dtype=torch.bool, device=device)
+    doubtful = torch.zeros(k, dtype=torch.bool, device=device)
     running = torch.ones(k, dtype=torch.bool, device=device)
     for _ in range(iterations):
         running &= ((rho - last).abs() >= EPS) & ~failed
@@ -256,8 +258,9 @@ def ecc(prepared: Prepared, members: torch.Tensor, start: torch.Tensor, motion: 
         delta = (inverse @ (jacobian @ error.flatten(1)[:, :, None]))[:, :, 0]
         last[live], rho[live] = rho[live], new_rho
         failed[live] |= bad
+        doubtful[live] |= (lambda_d / correlation.abs()).abs() < LAMBDA_MARGIN
         warp[live] = torch.where(bad[:, None, None], m, _update(m, delta, motion))
-    return warp, rho, failed
+    return warp, rho, failed, doubtful
 
 
 def _float32(warps: torch.Tensor) -> torch.Tensor:
@@ -288,9 +291,20 @@ def _update(warps: torch.Tensor, delta: torch.Tensor, motion: int) -> torch.Tens
 # --- the estimate ---------------------------------------------------------------------
 
 
-def refine(prepared, raw, members, start, motion):
+DECISION_MARGIN = 1e-4  # correlation: ten times the largest difference between the paths seen (1.2e-5)
+LAMBDA_MARGIN = 0.05  # lambda_d over the correlation: OpenCV raises at 0; seen at 0.68 and above, or -0.9 and below
+
+
+def _near(a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    """Where a decision of the CPU path compares two correlations this close, float rounding
+    may decide it the other way, and a different branch moves the fit by whole pixels."""
+    return (a - b).abs() < DECISION_MARGIN
+
+
+def refine(prepared, raw, members, start, motion, doubt):
     """``cpu.refine``: ECC, or where OpenCV would raise, ``start`` and its correlation."""
-    warp, rho, failed = ecc(prepared, members, start, motion)
+    warp, rho, failed, doubtful = ecc(prepared, members, start, motion)
+    doubt[members] |= doubtful
     if failed.any():
         at_start = correlation_at(raw[0][members], raw[1][members], start)
         warp = torch.where(failed[:, None, None], start, warp)
@@ -298,28 +312,34 @@ def refine(prepared, raw, members, start, motion):
     return warp, rho
 
 
-def fit(prepared, raw, members, start):
-    """``cpu.fit``: the rigid fit, made affine where that gains ``AFFINE_GAIN``."""
-    rigid, rigid_rho = refine(prepared, raw, members, start, EUCLIDEAN)
-    room = (rigid_rho <= 1 - cpu.AFFINE_GAIN + cpu.CORRELATION_ROUNDING).nonzero()[:, 0]
+def fit(prepared, raw, members, start, doubt):
+    """``cpu.fit``: the rigid fit, made affine where that gains ``AFFINE_GAIN``. Pairs whose
+    branch float rounding could turn are marked in ``doubt`` (``[N]``, by member)."""
+    rigid, rigid_rho = refine(prepared, raw, members, start, EUCLIDEAN, doubt)
+    gate = 1 - cpu.AFFINE_GAIN + cpu.CORRELATION_ROUNDING
+    doubt[members] |= _near(rigid_rho, gate)
+    room = (rigid_rho <= gate).nonzero()[:, 0]
     if len(room):
-        full, full_rho = refine(prepared, raw, members[room], rigid[room], AFFINE)
+        full, full_rho = refine(prepared, raw, members[room], rigid[room], AFFINE, doubt)
+        doubt[members[room]] |= _near(full_rho, rigid_rho[room] + cpu.AFFINE_GAIN)
         keep = full_rho >= rigid_rho[room] + cpu.AFFINE_GAIN
         rigid[room] = torch.where(keep[:, None, None], full, rigid[room])
         rigid_rho[room] = torch.where(keep, full_rho, rigid_rho[room])
     return rigid, rigid_rho
 
 
-def mirror_correlation(template, flipped, direct):
+def mirror_correlation(template, flipped, direct, doubt):
     """``cpu.mirror_correlation``: the mirrored view's rigid ECC in its two stages."""
     k = len(template)
     everyone = torch.arange(k, device=template.device)
     prepared = Prepared(template, flipped)
     start = _float32(_shift_warp(phase_shift(template, flipped)))
-    warp, rho, failed = ecc(prepared, everyone, start, EUCLIDEAN, cpu.MIRROR_FIRST_ITERATIONS)
+    warp, rho, failed, doubtful = ecc(prepared, everyone, start, EUCLIDEAN, cpu.MIRROR_FIRST_ITERATIONS)
+    doubt |= doubtful | (~failed & _near(rho, direct - cpu.MIRROR_SLACK))
     going = (~failed & (rho >= direct - cpu.MIRROR_SLACK)).nonzero()[:, 0]
     if len(going):
-        _, rest, rest_failed = ecc(prepared, going, warp[going], EUCLIDEAN, ITERATIONS - cpu.MIRROR_FIRST_ITERATIONS)
+        _, rest, rest_failed, doubtful = ecc(prepared, going, warp[going], EUCLIDEAN, ITERATIONS - cpu.MIRROR_FIRST_ITERATIONS)
+        doubt[going] |= doubtful
         rho[going] = rest
         failed[going] = rest_failed
     if failed.any():
@@ -334,33 +354,42 @@ def _shift_warp(shift: torch.Tensor) -> torch.Tensor:
     return warps
 
 
-def estimate(lq: torch.Tensor, hq: torch.Tensor, size: tuple[int, int], lq_width: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def estimate(lq: torch.Tensor, hq: torch.Tensor, size: tuple[int, int], lq_width: int):
     """``cpu.estimate`` of a group of uint8 ``[N, 3, H, W]`` pairs, views of ``size`` = (width,
-    height): ``[N]`` whether each pair was measured (both frames carry detail), and the
-    fields of the measured ones, ``[M]`` each in their order."""
+    height). Returns ``[N]`` whether each pair was measured (both frames carry detail), the
+    fields of the measured ones (``[M]`` each, in their order), and ``[N]`` the pairs to
+    score on the CPU path instead: those where a decision of the estimate (a frame's detail
+    against ``MIN_STRUCTURE``, the affine gain, the restart from no move, the mirror's
+    second stage, OpenCV's abandoning ECC) is so close that float rounding could turn it."""
     small_lq, small_hq = small_views(lq, hq, size)
-    template, ok_t = structure_only(luma(small_lq))
-    moving, ok_m = structure_only(luma(small_hq))
-    measured = ok_t & ok_m
+    template, spread_t = structure_only(luma(small_lq))
+    moving, spread_m = structure_only(luma(small_hq))
+    measured = (spread_t >= cpu.MIN_STRUCTURE) & (spread_m >= cpu.MIN_STRUCTURE)
+    defer = (spread_t - cpu.MIN_STRUCTURE).abs() < 1e-4 * cpu.MIN_STRUCTURE
+    defer |= (spread_m - cpu.MIN_STRUCTURE).abs() < 1e-4 * cpu.MIN_STRUCTURE
     if not measured.all():  # a blank frame has nothing to align (and would make ECC's Hessian singular)
         template, moving = template[measured], moving[measured]
     n, h, w = template.shape
     if n == 0:
-        return measured, {}
+        return measured, {}, defer
     device = template.device
     members = torch.arange(n, device=device)
+    doubt = torch.zeros(n, dtype=torch.bool, device=device)
     raw = (template, moving)
     prepared = Prepared(template, moving)
-    warp, rho = fit(prepared, raw, members, _float32(_shift_warp(phase_shift(template, moving))))
+    warp, rho = fit(prepared, raw, members, _float32(_shift_warp(phase_shift(template, moving))), doubt)
     identity = _shift_warp(torch.zeros((n, 2), dtype=DTYPE, device=device))
     # Phase correlation misled some (see the CPU path): start again from no move.
-    again = (rho < correlation_at(template, moving, identity)).nonzero()[:, 0]
+    at_identity = correlation_at(template, moving, identity)
+    doubt |= _near(rho, at_identity)
+    again = (rho < at_identity).nonzero()[:, 0]
     if len(again):
-        other, reached = fit(prepared, raw, members[again], identity[again])
+        other, reached = fit(prepared, raw, members[again], identity[again], doubt)
+        doubt[again] |= _near(reached, rho[again])
         better = reached > rho[again]
         warp[again] = torch.where(better[:, None, None], other, warp[again])
         rho[again] = torch.where(better, reached, rho[again])
-    mirrored = mirror_correlation(template, moving.flip(-1), rho)
+    mirrored = mirror_correlation(template, moving.flip(-1), rho, doubt)
     corners = torch.tensor([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=DTYPE, device=device)
     moved = corners @ warp.transpose(1, 2) - corners[:, :2]
     centre = torch.tensor([w / 2, h / 2, 1], dtype=DTYPE, device=device)
@@ -376,5 +405,6 @@ def estimate(lq: torch.Tensor, hq: torch.Tensor, size: tuple[int, int], lq_width
         "scale": torch.linalg.det(linear).abs().sqrt(),
         "rotation_deg": torch.rad2deg(torch.atan2(linear[:, 0, 1] - linear[:, 1, 0], linear[:, 0, 0] + linear[:, 1, 1])),
     }
-    return measured, fields
+    defer[measured.nonzero()[:, 0]] |= doubt
+    return measured, fields, defer
 

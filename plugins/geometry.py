@@ -92,14 +92,17 @@ class Geometry(TorchPath, PairFilter):
                     for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
                         columns[name][i] = value
                 continue
-            measured, fields = kernel.estimate(*uploaded(batch, members, self.device), size, lq.shape[1])
+            measured, fields, defer = kernel.estimate(*uploaded(batch, members, self.device), size, lq.shape[1])
             kept = [i for i, ok in zip(members, measured.cpu().tolist()) if ok]
-            if not kept:
-                continue
-            table = torch.stack([fields[name] for name in names], dim=1).cpu().tolist()
+            table = torch.stack([fields[name] for name in names], dim=1).cpu().tolist() if kept else []
             for i, row in zip(kept, table):
                 for name, value in zip(names, row):
                     columns[name][i] = value
+            # A decision so close that float rounding could turn it: the CPU path decides.
+            for i, close in zip(members, defer.cpu().tolist()):
+                if close:
+                    for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
+                        columns[name][i] = value
         return columns
 
 

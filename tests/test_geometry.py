@@ -140,3 +140,20 @@ def test_the_torch_warp_is_opencvs(matrix):
     mask = cv2.warpAffine(np.ones((40, 50), np.uint8), m, (50, 40), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
     assert np.abs(kernel.warp_linear(torch.from_numpy(image.astype(np.float64))[None, None], warp)[0, 0].numpy() - linear).max() < 1e-5
     assert (kernel.warp_mask(warp, 40, 50)[0].numpy() == mask.astype(bool)).all()
+
+
+def test_the_torch_path_leaves_a_close_decision_to_the_cpu_path(scene, monkeypatch):
+    """Where the estimate's branches (the affine gain, the restart from no move, the mirror's
+    second stage) compare correlations closer than float rounding can be trusted, the pair is
+    scored on the CPU path: here every decision is made close, so every pair is."""
+    from ggtqc.batch import Batch
+    from ggtqc.kernels import geometry as kernel
+    from ggtqc.kernels.planes import IMPL_VARIABLE
+
+    lq = [degrade.mixed(scene), degrade.haze(scene)]
+    hq = [warp(scene, np.float32([[1, 0, 2], [0, 1, 1]])), scene[:, ::-1].copy()]
+    batch = Batch(["shifted", "mirrored"], lq, hq)
+    cpu = Geometry().score(batch)
+    monkeypatch.setenv(IMPL_VARIABLE, "torch")
+    monkeypatch.setattr(kernel, "DECISION_MARGIN", 10.0)
+    assert Geometry().score(batch) == cpu
