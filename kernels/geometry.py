@@ -15,7 +15,11 @@ is measured and why), over ``[N, H, W]`` float64 planes at the analysis size:
   OpenCV's illumination factor lambda. All pairs of a group iterate together; a pair stops
   where OpenCV's would (the correlation moved by under ``eps``, or the count is reached),
   and a pair that OpenCV would abandon (``lambda_d <= 0`` or a NaN correlation: its
-  ``cv2.error``) is marked failed, for the caller's fallback.
+  ``cv2.error``) is marked failed, for the caller's fallback;
+- ``estimate``: the CPU path's branches (the affine gain, the restart from no move, the
+  mirror's second stage), and which pairs decide one of them, or an ECC abandonment, or a
+  blank frame, by so little that float rounding could turn it: those are left to the CPU
+  path (none of the ``examples/pairs``, 4 of 116 planted calibration faults).
 
 OpenCV computes the images in float32 and these functions in float64, so the iterations
 drift apart by float rounding; ``tests/test_torch_parity.py`` states how far the fields do.
@@ -40,10 +44,7 @@ GRADIENT = (-0.5, 0.0, 0.5)  # the ECC gradient (cv2.filter2D, a correlation)
 
 def _axis_filter(planes: torch.Tensor, taps: tuple[float, ...], border: str) -> torch.Tensor:
     """``taps`` along both axes of ``[N, H, W]`` (a separable filter), border included."""
-    h, w = planes.shape[-2:]
-    rows = on_device(("geometry-filter", h, taps, border), planes.device, lambda: torch.from_numpy(_filter_matrix(h, taps, border)))
-    cols = on_device(("geometry-filter", w, taps, border), planes.device, lambda: torch.from_numpy(_filter_matrix(w, taps, border)))
-    return rows @ planes @ cols.T
+    return _along(_along(planes, taps, border, -2), taps, border, -1)
 
 
 def _along(planes: torch.Tensor, taps: tuple[float, ...], border: str, dim: int) -> torch.Tensor:
