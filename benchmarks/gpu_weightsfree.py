@@ -66,7 +66,7 @@ TOLERANCE = {
     "color.local": 0.05,
     "color.cast_removed": 2e-3,
     "geometry.displacement_px": 0.01,
-    "geometry.mirror_gain": 2e-5,
+    "geometry.mirror_gain": 5e-5,
     "geometry.correlation": 5e-5,
     "geometry.shift_x_px": 5e-3,
     "geometry.shift_y_px": 5e-3,

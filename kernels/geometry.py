@@ -19,7 +19,7 @@ is measured and why), over ``[N, H, W]`` float64 planes at the analysis size:
 - ``estimate``: the CPU path's branches (the affine gain, the restart from no move, the
   mirror's second stage), and which pairs decide one of them, or an ECC abandonment, or a
   blank frame, by so little that float rounding could turn it: those are left to the CPU
-  path (none of the ``examples/pairs``, 4 of 116 planted calibration faults).
+  path (12 of the parity test's 302 pairs).
 
 OpenCV computes the images in float32 and these functions in float64, so the iterations
 drift apart by float rounding; ``tests/test_torch_parity.py`` states how far the fields do.
