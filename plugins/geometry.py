@@ -26,6 +26,13 @@ The target mirrored is aligned too, rigidly, from its shift alone.
 
 A blank frame (under 0.5 grey levels of RMS detail at the analysis size) on either side, or
 a view under 16 px, has no position to estimate: every field is NaN, not measured.
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+estimate runs batched on it (``ggtqc.kernels.geometry``, pairs grouped by size, ECC
+iterated for a group together), except for a pair whose estimate takes a branch by a margin
+float rounding could turn: the CPU code scores that one. The ``GGTQC_FILTER_IMPL`` variable
+overrides the choice: ``torch`` runs the torch code on any device (the parity tests run it
+on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations
