@@ -153,6 +153,7 @@ def test_the_torch_path_leaves_a_close_decision_to_the_cpu_path(scene, monkeypat
     lq = [degrade.mixed(scene), degrade.haze(scene)]
     hq = [warp(scene, np.float32([[1, 0, 2], [0, 1, 1]])), scene[:, ::-1].copy()]
     batch = Batch(["shifted", "mirrored"], lq, hq)
+    monkeypatch.setenv(IMPL_VARIABLE, "numpy")
     cpu = Geometry().score(batch)
     monkeypatch.setenv(IMPL_VARIABLE, "torch")
     monkeypatch.setattr(kernel, "DECISION_MARGIN", 10.0)
