@@ -49,11 +49,13 @@ from ggtqc.images import DecodeError, decode_bytes, decode_image
 from ggtqc.kernels.planes import IMPL_VARIABLE
 from ggtqc.pairs import discover
 from ggtqc.plugins.color import Color
+from ggtqc.plugins.geometry import Geometry
 from ggtqc.plugins.hallucination import Hallucination
 from ggtqc.plugins.resolution import Resolution
 
 REPO = Path(__file__).resolve().parents[1]
 FILTERS = (Resolution, Color, Hallucination)  # the runner's order (by declared cost)
+FILTERS += (Geometry,)  # the costliest: last
 # Absolute, in each field's unit; why each is what it is: tests/test_torch_parity.py.
 TOLERANCE = {
     "color.hue_shift_deg": 0.05,
@@ -63,6 +65,13 @@ TOLERANCE = {
     "color.saturation": 5e-4,
     "color.local": 0.05,
     "color.cast_removed": 2e-3,
+    "geometry.displacement_px": 0.01,
+    "geometry.mirror_gain": 5e-5,
+    "geometry.correlation": 5e-5,
+    "geometry.shift_x_px": 5e-3,
+    "geometry.shift_y_px": 5e-3,
+    "geometry.scale": 5e-5,
+    "geometry.rotation_deg": 5e-3,
     "hallucination.added": 1e-4,
     "hallucination.removed": 1e-4,
     "hallucination.replaced": 1e-4,

@@ -26,6 +26,13 @@ The target mirrored is aligned too, rigidly, from its shift alone.
 
 A blank frame (under 0.5 grey levels of RMS detail at the analysis size) on either side, or
 a view under 16 px, has no position to estimate: every field is NaN, not measured.
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+estimate runs batched on it (``ggtqc.kernels.geometry``, pairs grouped by size, ECC
+iterated for a group together), except for a pair whose estimate takes a branch by a margin
+float rounding could turn: the CPU code scores that one. The ``GGTQC_FILTER_IMPL`` variable
+overrides the choice: ``torch`` runs the torch code on any device (the parity tests run it
+on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ import math
 
 import cv2
 import numpy as np
+import torch
 
 from ggtqc import Field, PairFilter, hookimpl
-from ggtqc.planes import luma, small_pair
+from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
+from ggtqc.planes import common_size, luma, small_pair
 
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
 MIN_STRUCTURE = 0.5  # grey levels of detail (RMS) below which a frame is blank to alignment
@@ -49,7 +58,7 @@ MIRROR_FIRST_ITERATIONS = 10
 MIRROR_SLACK = 0.25
 
 
-class Geometry(PairFilter):
+class Geometry(TorchPath, PairFilter):
     name = "geometry"
     version = "5"
     threadsafe = True
@@ -65,8 +74,43 @@ class Geometry(PairFilter):
     )
     options = {"analysis_side": 256}
 
+    def score(self, batch):
+        if self.on_torch():
+            return self._score_torch(batch)
+        return super().score(batch)
+
     def score_pair(self, lq, hq):
         return estimate(lq, hq, int(self.settings["analysis_side"]))
+
+    def _score_torch(self, batch):
+        """The same estimate as :func:`estimate`, a size group of pairs at a time (``ggtqc.kernels.geometry``)."""
+        from ggtqc.kernels import geometry as kernel
+
+        side = int(self.settings["analysis_side"])
+        names = [f.name for f in self.fields]
+        columns: dict[str, list[float]] = {name: [math.nan] * len(batch) for name in names}
+        for members in size_groups(batch.lq, batch.hq).values():
+            lq, hq = batch.lq[members[0]], batch.hq[members[0]]
+            size = common_size(lq, side)
+            if min(size) < 16 or hq.shape[1] < size[0] or hq.shape[0] < size[1]:
+                # A view under 16 px is not measured; an HQ smaller than the view (area
+                # resizing only shrinks) is rare: both left to the CPU path.
+                for i in members:
+                    for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
+                        columns[name][i] = value
+                continue
+            measured, fields, defer = kernel.estimate(*uploaded(batch, members, self.device), size, lq.shape[1])
+            kept = [i for i, ok in zip(members, measured.cpu().tolist()) if ok]
+            table = torch.stack([fields[name] for name in names], dim=1).cpu().tolist() if kept else []
+            for i, row in zip(kept, table):
+                for name, value in zip(names, row):
+                    columns[name][i] = value
+            # A decision so close that float rounding could turn it: the CPU path decides.
+            for i, close in zip(members, defer.cpu().tolist()):
+                if close:
+                    for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
+                        columns[name][i] = value
+        return columns
 
 
 def structure_only(plane: np.ndarray) -> np.ndarray | None:

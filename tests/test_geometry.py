@@ -102,3 +102,59 @@ def test_geometry_fits_no_affine_warp_where_a_rigid_fit_leaves_no_room_for_its_g
     motions.clear()
     geometry.fit(plane, shifted, geometry.shift_start(plane, shifted))
     assert motions == [cv2.MOTION_EUCLIDEAN, cv2.MOTION_AFFINE]  # noise keeps the rigid fit under 0.98
+
+
+# --- the torch path's steps against OpenCV (the whole filter: tests/test_torch_parity.py) ---
+
+
+@pytest.mark.parametrize("shape", [(170, 256), (225, 256), (256, 243), (45, 75), (18, 36)])
+def test_the_torch_phase_correlation_is_opencvs(shape):
+    """Padding to OpenCV's DFT size, the quadrant swap (odd fast sizes too) and the centroid."""
+    import torch
+
+    from ggtqc.kernels import geometry as kernel
+
+    h, w = shape
+    base = cv2.GaussianBlur(np.random.default_rng(h).normal(size=(h + 10, w + 10)).astype(np.float32), (0, 0), 1.5)
+    template, moving = base[5 : 5 + h, 5 : 5 + w].copy(), base[3 : 3 + h, 6 : 6 + w].copy()
+    expected, _ = cv2.phaseCorrelate(template.copy(), moving.copy(), cv2.createHanningWindow((w, h), cv2.CV_32F))
+    got = kernel.phase_shift(torch.from_numpy(template.astype(np.float64))[None], torch.from_numpy(moving.astype(np.float64))[None])
+    assert got[0].tolist() == pytest.approx(expected, abs=5e-3)
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [[[0.99, 0.031, 1.37], [-0.029, 1.01, -2.21]], [[1, 0, -0.5], [0, 1, 0.5]], [[1, 0, -1.5], [0, 1, 2.5]], [[0.97, -0.2, -3.49], [0.21, 0.98, 0.31]]],
+)
+def test_the_torch_warp_is_opencvs(matrix):
+    """Bilinear with zeros outside, and the nearest-sample mask ECC counts, as the installed
+    OpenCV's warpAffine (float positions in OpenCV 5, 1/32 px in OpenCV 4), edges included."""
+    import torch
+
+    from ggtqc.kernels import geometry as kernel
+
+    image = np.random.default_rng(0).normal(size=(40, 50)).astype(np.float32)
+    m = np.float32(matrix)
+    warp = torch.from_numpy(m.astype(np.float64))[None]
+    linear = cv2.warpAffine(image, m, (50, 40), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    mask = cv2.warpAffine(np.ones((40, 50), np.uint8), m, (50, 40), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    assert np.abs(kernel.warp_linear(torch.from_numpy(image.astype(np.float64))[None, None], warp)[0, 0].numpy() - linear).max() < 1e-5
+    assert (kernel.warp_mask(warp, 40, 50)[0].numpy() == mask.astype(bool)).all()
+
+
+def test_the_torch_path_leaves_a_close_decision_to_the_cpu_path(scene, monkeypatch):
+    """Where the estimate's branches (the affine gain, the restart from no move, the mirror's
+    second stage) compare correlations closer than float rounding can be trusted, the pair is
+    scored on the CPU path: here every decision is made close, so every pair is."""
+    from ggtqc.batch import Batch
+    from ggtqc.kernels import geometry as kernel
+    from ggtqc.kernels.planes import IMPL_VARIABLE
+
+    lq = [degrade.mixed(scene), degrade.haze(scene)]
+    hq = [warp(scene, np.float32([[1, 0, 2], [0, 1, 1]])), scene[:, ::-1].copy()]
+    batch = Batch(["shifted", "mirrored"], lq, hq)
+    monkeypatch.setenv(IMPL_VARIABLE, "numpy")
+    cpu = Geometry().score(batch)
+    monkeypatch.setenv(IMPL_VARIABLE, "torch")
+    monkeypatch.setattr(kernel, "DECISION_MARGIN", 10.0)
+    assert Geometry().score(batch) == cpu

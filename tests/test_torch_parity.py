@@ -23,16 +23,32 @@ color.contrast                 1e-5        1.4e-6
 color.saturation               5e-4        7.8e-5 (limit 0.5, margin 0.025)
 color.local                    0.05        0.012 (limit 20, margin 1)
 color.cast_removed             2e-3        1e-4
+geometry.displacement_px       0.01 px     1.8e-3 (limit 3, review margin 0.15)
+geometry.mirror_gain           5e-5        8.2e-8 (limit 0.1, margin 5e-3; see below)
+geometry.correlation           5e-5        4.6e-6
+geometry.shift_x_px            5e-3 px     7.4e-4
+geometry.shift_y_px            5e-3 px     1.8e-4
+geometry.scale                 5e-5        8.8e-8
+geometry.rotation_deg          5e-3 deg    8.2e-4
 hallucination.added            1e-4        3.7e-7
 hallucination.removed          1e-4        5.7e-7
 hallucination.replaced         1e-4        2.2e-6
 resolution.*                   0           (one implementation: sizes only)
 =============================  ==========  ===============================================
 
+``geometry`` iterates ECC: OpenCV warps and sums its float32 images, the torch path its
+float64 ones, and now and then a fit stops one iteration apart, which moves its warp by a
+thousandth of a pixel and its correlation by up to ECC's own tolerance (1e-5): hence
+``mirror_gain``'s tolerance, though no mirrored fit stopped apart on these pairs. A pair
+whose estimate takes a branch by a margin that float rounding could turn (under 1e-4 of
+correlation) is scored on the CPU path: 12 of the 302 pairs here.
+
 The tolerances live in ``benchmarks/gpu_weightsfree.py``, which checks the same on a GPU.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import pytest
@@ -43,11 +59,13 @@ from ggtqc import Scores
 from ggtqc.batch import Batch
 from ggtqc.kernels.planes import IMPL_VARIABLE, use_torch
 from ggtqc.plugins.color import Color
+from ggtqc.plugins.geometry import Geometry
 from ggtqc.plugins.hallucination import Hallucination
 from ggtqc.plugins.resolution import Resolution
 from tests.helpers import REPO
 
 FILTERS = (Color, Hallucination, Resolution)
+FILTERS += (Geometry,)
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +129,24 @@ def test_same_sized_pairs_score_as_one_group(pair_sets, monkeypatch):
             for field in cls.fields:
                 a, b = _values(together)[field.name][i], _values(alone[k])[field.name][0]
                 assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), (batch.ids[i], field.name)
+
+
+def test_geometry_scores_a_group_as_its_pairs_alone(pair_sets, monkeypatch):
+    """ECC iterates a group's pairs together, each stopping where it would alone; a blank
+    frame in the group is left out of it (NaN on both paths)."""
+    source = pair_sets["heldout"]
+    lq = [cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA) for image in source.lq[:6]]
+    hq = [cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA) for image in source.hq[:6]]
+    hq[2] = hq[2] * 0 + 128
+    batch = Batch(source.ids[:6], lq, hq)
+    assert not compare_paths(Geometry, batch)
+    monkeypatch.setenv(IMPL_VARIABLE, "torch")
+    together = _values(Geometry().score(batch))
+    assert all(math.isnan(together[field.name][2]) for field in Geometry.fields)
+    for i in (0, 4):
+        alone = _values(Geometry().score(Batch([batch.ids[i]], [lq[i]], [hq[i]])))
+        for field in Geometry.fields:
+            assert together[field.name][i] == pytest.approx(alone[field.name][0], rel=1e-9, abs=1e-12), (batch.ids[i], field.name)
 
 
 def test_a_subset_reuses_the_batch_uploads(pair_sets, monkeypatch):
