@@ -60,7 +60,7 @@ MIRROR_SLACK = 0.25
 
 class Geometry(TorchPath, PairFilter):
     name = "geometry"
-    version = "5"
+    version = "6"
     threadsafe = True
     cost = 18.0
     fields = (
@@ -127,7 +127,8 @@ def structure_only(plane: np.ndarray) -> np.ndarray | None:
 def shift_start(template: np.ndarray, moving: np.ndarray) -> np.ndarray:
     """The phase-correlation shift, as a warp for ECC to start from."""
     window = cv2.createHanningWindow(template.shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(template, moving, window)
+    # copies: OpenCV 4 windows the planes in place where their size is a fast DFT size, and ECC then fits windowed planes
+    (dx, dy), _ = cv2.phaseCorrelate(template.copy(), moving.copy(), window)
     return np.array([[1, 0, dx], [0, 1, dy]], np.float32)
 
 
