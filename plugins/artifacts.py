@@ -83,7 +83,10 @@ import math
 import cv2
 import numpy as np
 
-from ggtqc import Field, PairFilter, PairScores, hookimpl
+import torch
+
+from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
+from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
 from ggtqc.planes import MIN_SIDE, luma, noise_sigma, percentile
 
 HALO_WINDOW = 21  # px: wider than a sharpening rim, so the range spans the plateaus beside an edge
@@ -108,7 +111,7 @@ DETAIL_BLUR = 2.0  # LQ px: ``lq_detail`` is the LQ's luma less this blur
 MIN_DETAIL = 1.0  # grey levels: the least detail a share is read against, ~3.5x the RMS of 8-bit rounding
 
 
-class Artifacts(PairFilter):
+class Artifacts(TorchPath, PairFilter):
     name = "artifacts"
     version = "13"
     threadsafe = True
@@ -123,6 +126,11 @@ class Artifacts(PairFilter):
         Field("change", "higher", CHANGE_LIMIT, "RMS luma change from LQ beyond resampling, grey levels, or a smooth LQ's share of detail changed (not restored)"),
         Field("lq_detail", "higher", None, "LQ luma less its sigma-2 blur, RMS, grey levels (recorded only)"),
     )
+
+    def score(self, batch):
+        if self.on_torch():
+            return self._score_torch(batch)
+        return super().score(batch)
 
     def score_pair(self, lq, hq):
         if min(*lq.shape[:2], *hq.shape[:2]) < MIN_SIDE:
@@ -146,17 +154,63 @@ class Artifacts(PairFilter):
         scores["lq_detail"] = lq_detail = band_rms(y_lq, DETAIL_BLUR)
         share = max(in_detail_band, drawn) / max(lq_detail, MIN_DETAIL) if lq_detail < SMOOTH_SOURCE else 0.0
         scores["change"] = max(measured, share * SMOOTH_SOURCE)
-        unsure = []
-        if rim >= HALO_RIM_ALONE and scores["halo"] < HALO_OVERLAP[0]:
-            unsure.append(f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
-        # lifted by the share from where the default limit would not plainly pass it, to where it would not reject it
-        lifted = scores["change"] > measured
-        if lifted and measured < CHANGE_LIMIT + CHANGE_MARGIN and scores["change"] >= CHANGE_LIMIT - CHANGE_MARGIN:
-            unsure.append(
-                f"change: {measured:.2f} grey levels, but the source is smooth (lq_detail {lq_detail:.2f}) and "
-                f"{share:.0%} of its detail changed (reads {scores['change']:.2f}): restored, or barely touched; look"
-            )
-        return PairScores(scores, "; ".join(unsure)) if unsure else scores
+        note = unsure_note(rim, ringing, scores["halo"], measured, scores["change"], lq_detail, share)
+        return PairScores(scores, note) if note else scores
+
+    def _score_torch(self, batch):
+        """The same measures as :meth:`score_pair`, a size group of pairs at a time
+        (``ggtqc.kernels.artifacts``), at most ``CHUNK_PIXELS`` HQ pixels per call."""
+        from ggtqc.kernels import artifacts as kernel
+
+        names = [f.name for f in self.fields]
+        columns: dict[str, list[float]] = {name: [math.nan] * len(batch) for name in names}
+        unsure: list[str | None] = [None] * len(batch)
+        for members in size_groups(batch.lq, batch.hq).values():
+            lq, hq = batch.lq[members[0]], batch.hq[members[0]]
+            if min(*lq.shape[:2], *hq.shape[:2]) < MIN_SIDE:
+                continue  # not measured, as score_pair
+            if hq.shape[0] < lq.shape[0] or hq.shape[1] < lq.shape[1]:  # an HQ smaller than its LQ: rare, left to the CPU path
+                for i in members:
+                    self._score_one(i, batch, columns, unsure)
+                continue
+            scale = integer_scale(lq, hq)
+            chunk = max(1, kernel.CHUNK_PIXELS // (hq.shape[0] * hq.shape[1]))
+            for start in range(0, len(members), chunk):
+                part = members[start : start + chunk]
+                out = kernel.measure(*uploaded(batch, part, self.device), scale)
+                extra = ("rim", "ringing", "measured", "share")
+                table = torch.stack([out[name] for name in (*names, *extra)], dim=1).cpu().tolist()
+                for i, row in zip(part, table):
+                    for name, value in zip(names, row):
+                        columns[name][i] = value
+                    rim, ringing, measured, share = row[len(names) :]
+                    scores = {name: columns[name][i] for name in names}
+                    unsure[i] = unsure_note(rim, ringing, scores["halo"], measured, scores["change"], scores["lq_detail"], share)
+        return Scores(columns, unsure=unsure) if any(unsure) else columns
+
+    def _score_one(self, i, batch, columns, unsure) -> None:
+        result = self.score_pair(batch.lq[i], batch.hq[i])
+        if isinstance(result, PairScores):
+            result, unsure[i] = result.values, result.unsure
+        for name, value in result.items():
+            columns[name][i] = value
+
+
+def unsure_note(rim: float, ringing: float, halo_score: float, measured: float, change_score: float, lq_detail: float, share: float) -> str | None:
+    """Why the filter is unsure of a pair, or None: a widespread, weak rim (see :func:`halo`);
+    a ``change`` lifted by a smooth source's share of detail from where the default limit
+    would not plainly pass it to where it would not reject it (module doc). ``measured`` is
+    the change in grey levels, ``share`` the share of the source's detail changed."""
+    unsure = []
+    if rim >= HALO_RIM_ALONE and halo_score < HALO_OVERLAP[0]:
+        unsure.append(f"halo: a rim on {rim:.0%} of the strong edges, but weak (ringing {ringing:.2f}): crisp, or over-sharpened; look")
+    lifted = change_score > measured
+    if lifted and measured < CHANGE_LIMIT + CHANGE_MARGIN and change_score >= CHANGE_LIMIT - CHANGE_MARGIN:
+        unsure.append(
+            f"change: {measured:.2f} grey levels, but the source is smooth (lq_detail {lq_detail:.2f}) and "
+            f"{share:.0%} of its detail changed (reads {change_score:.2f}): restored, or barely touched; look"
+        )
+    return "; ".join(unsure) or None
 
 
 def blockiness(y: np.ndarray, scale: int = 1) -> float:
