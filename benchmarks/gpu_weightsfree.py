@@ -48,6 +48,7 @@ from ggtqc.decide import Rule, default_margin
 from ggtqc.images import DecodeError, decode_bytes, decode_image
 from ggtqc.kernels.planes import IMPL_VARIABLE
 from ggtqc.pairs import discover
+from ggtqc.plugins.artifacts import Artifacts
 from ggtqc.plugins.color import Color
 from ggtqc.plugins.geometry import Geometry
 from ggtqc.plugins.hallucination import Hallucination
@@ -55,6 +56,7 @@ from ggtqc.plugins.resolution import Resolution
 
 REPO = Path(__file__).resolve().parents[1]
 FILTERS = (Resolution, Color, Hallucination)  # the runner's order (by declared cost)
+FILTERS += (Artifacts,)  # cost 6, after hallucination's 5, before geometry's 18
 FILTERS += (Geometry,)  # the costliest: last
 # Absolute, in each field's unit; why each is what it is: tests/test_torch_parity.py.
 TOLERANCE = {
@@ -75,6 +77,13 @@ TOLERANCE = {
     "hallucination.added": 1e-4,
     "hallucination.removed": 1e-4,
     "hallucination.replaced": 1e-4,
+    "artifacts.blockiness": 1e-5,
+    "artifacts.noise": 5e-3,
+    "artifacts.halo": 0.06,
+    "artifacts.detail": 1e-5,
+    "artifacts.clipped": 1e-9,
+    "artifacts.tonal_range": 1e-4,
+    "artifacts.change": 0.03,
 }
 
 

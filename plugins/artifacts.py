@@ -74,6 +74,11 @@ LQ. Each is a ratio or a physical unit, so its threshold reads directly:
   limit: a filter does not see a run's thresholds.
 - ``lq_detail``: the LQ's band-pass detail, RMS of its luma less its sigma-2 blur, grey
   levels (recorded only; what ``change`` is read against).
+
+Devices: on CPU the NumPy/OpenCV code below runs; where the run's device is CUDA, the same
+measures run batched on it (``ggtqc.kernels.artifacts``, pairs grouped by size). The
+``GGTQC_FILTER_IMPL`` variable overrides the choice: ``torch`` runs the torch code on any
+device (the parity tests run it on CPU), ``numpy`` the CPU code (docs/kernels.md).
 """
 
 from __future__ import annotations

@@ -33,6 +33,13 @@ geometry.rotation_deg          5e-3 deg    8.2e-4
 hallucination.added            1e-4        3.7e-7
 hallucination.removed          1e-4        5.7e-7
 hallucination.replaced         1e-4        2.2e-6
+artifacts.blockiness           1e-5        4.8e-7 (limit 1.3, margin 0.065)
+artifacts.noise                5e-3        1.1e-3 (limit 3, margin 0.15)
+artifacts.halo                 0.06        0.020 (limit 1.1, margin 0.1): one edge pixel
+artifacts.detail               1e-5        5.8e-7 (limit 0.8, margin 0.1)
+artifacts.clipped              1e-9        1.1e-16 (recorded)
+artifacts.tonal_range          1e-4        2.1e-5 (limit 24, margin 1.2)
+artifacts.change               0.03        8.9e-3 (limit 3, margin 0.15)
 resolution.*                   0           (one implementation: sizes only)
 =============================  ==========  ===============================================
 
@@ -42,6 +49,14 @@ thousandth of a pixel and its correlation by up to ECC's own tolerance (1e-5): h
 ``mirror_gain``'s tolerance, though no mirrored fit stopped apart on these pairs. A pair
 whose estimate takes a branch by a margin that float rounding could turn (under 1e-4 of
 correlation) is scored on the CPU path: 12 of the 302 pairs here.
+
+``artifacts`` reads full-resolution planes where OpenCV's float32 results (luma, blurs,
+Sobel) differ from float64 ones by a unit in the last place on most pixels. Its ringing
+strength is a percentile over a few hundred edge pixels, thinned to the gradient's local
+maxima: a gradient rounded otherwise adds or drops one of them, and ``halo`` moves by up to
+0.02. ``change`` fits upscales that are nearly collinear, with coefficients in the
+tens of thousands on the finest unsharp term, so float32 rounding of that term moves it by
+up to a hundredth of a grey level on either path.
 
 The tolerances live in ``benchmarks/gpu_weightsfree.py``, which checks the same on a GPU.
 """
@@ -58,6 +73,7 @@ from benchmarks.gpu_weightsfree import disagreements, load
 from ggtqc import Scores
 from ggtqc.batch import Batch
 from ggtqc.kernels.planes import IMPL_VARIABLE, use_torch
+from ggtqc.plugins.artifacts import Artifacts
 from ggtqc.plugins.color import Color
 from ggtqc.plugins.geometry import Geometry
 from ggtqc.plugins.hallucination import Hallucination
@@ -66,6 +82,7 @@ from tests.helpers import REPO
 
 FILTERS = (Color, Hallucination, Resolution)
 FILTERS += (Geometry,)
+FILTERS += (Artifacts,)
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +209,29 @@ def test_an_hq_smaller_than_the_views_is_scored_as_on_cpu(pair_sets, monkeypatch
     batch = Batch(["small-hq", "tiny-lq", "normal"], [lq, tiny_lq, lq], [small_hq, hq, hq])
     for cls in FILTERS:
         assert not compare_paths(cls, batch)
+
+
+def test_artifacts_scores_a_group_in_chunks_as_alone(pair_sets, monkeypatch):
+    """Same-sized pairs go through ``artifacts``' torch path as one group, split into chunks
+    of at most ``CHUNK_PIXELS``; a pair's scores must not depend on its chunk's other pairs,
+    and the weak-rim note must land on the same pairs."""
+    from ggtqc.kernels import artifacts as kernel
+
+    source = pair_sets["heldout"]
+    lq = [cv2.resize(image, (96, 64), interpolation=cv2.INTER_AREA) for image in source.lq[:7]]
+    hq = [cv2.resize(image, (192, 128), interpolation=cv2.INTER_AREA) for image in source.hq[:7]]
+    batch = Batch(source.ids[:7], lq, hq)
+    assert not compare_paths(Artifacts, batch)
+    monkeypatch.setenv(IMPL_VARIABLE, "torch")
+    together = Artifacts().score(batch)
+    monkeypatch.setattr(kernel, "CHUNK_PIXELS", 3 * 192 * 128)  # chunks of 3, 3 and 1
+    chunked = Artifacts().score(batch)
+    for k in (0, 4, 6):
+        alone = Artifacts().score(Batch([batch.ids[k]], [lq[k]], [hq[k]]))
+        for field in Artifacts.fields:
+            a, b, c = (_values(r)[field.name][i] for r, i in ((together, k), (chunked, k), (alone, 0)))
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), (batch.ids[k], field.name)
+            assert a == pytest.approx(c, rel=1e-9, abs=1e-12, nan_ok=True), (batch.ids[k], field.name)
+    assert isinstance(together, Scores) == isinstance(chunked, Scores)
+    if isinstance(together, Scores):
+        assert together.unsure == chunked.unsure
