@@ -11,6 +11,7 @@ Needs nothing from the network: pairs are made from scikit-image's bundled photo
    ``--device``. Every field must be within its tolerance (``TOLERANCE``, the parity test's)
    and every field's outcome at its default threshold and margin the same; the exit status
    is 1 otherwise.
+   ``artifacts`` is checked and timed the same way (``FILTERS``).
 2. Time. Pairs of a 1024x1024 HQ and a 512 px (2x) or 1024 px (1x) LQ degraded by
    ``planted.mixed``, in batches of each ``--batches`` size: milliseconds per pair of
    ``score`` (upload of the decoded arrays included, as the runner hands over decoded

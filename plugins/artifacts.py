@@ -87,7 +87,6 @@ import math
 
 import cv2
 import numpy as np
-
 import torch
 
 from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
