@@ -284,3 +284,69 @@ def test_least_squares_fits_nearly_collinear_upscales_as_lstsq_does(scene):
     reference, *_ = np.linalg.lstsq(basis.T, target, rcond=None)
     residual = target - basis.T @ least_squares(basis, target)
     assert np.sqrt(np.mean(residual**2)) == pytest.approx(np.sqrt(np.mean((target - basis.T @ reference) ** 2)), abs=1e-6)
+
+
+# --- the torch path's steps against the OpenCV/NumPy calls they mirror (ggtqc.kernels.artifacts) ---
+
+ODD_SHAPES = [(9, 8), (37, 50), (64, 96), (101, 77)]
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+def test_kernel_filters_are_opencvs(shape):
+    import torch
+
+    from ggtqc.kernels import artifacts as kernel
+    from ggtqc.kernels.planes import REFLECT
+
+    plane = (np.random.default_rng(shape[0]).random(shape) * 255).astype(np.float32)
+    planes = torch.from_numpy(plane).double()[None]
+    for sigma in (0.25, 0.7, 1.5, 3.0):  # 3, 7, 13 and 25 taps: wider than the smallest plane
+        for border, flag in ((kernel.REFLECT_101, cv2.BORDER_DEFAULT), (REFLECT, cv2.BORDER_REFLECT)):
+            expected = cv2.GaussianBlur(plane, (0, 0), sigma, borderType=flag)
+            assert np.abs(kernel.gaussian_blur(planes, sigma, border)[0].numpy() - expected).max() < 1e-3, (sigma, border)
+    gx, gy = kernel.sobel(planes)
+    assert np.abs(gx[0].numpy() - cv2.Sobel(plane, cv2.CV_32F, 1, 0)).max() < 1e-3
+    assert np.abs(gy[0].numpy() - cv2.Sobel(plane, cv2.CV_32F, 0, 1)).max() < 1e-3
+    for width in (3, 5, 21):
+        square = np.ones((width, width), np.uint8)
+        assert np.array_equal(kernel.dilate(planes, width)[0].numpy(), cv2.dilate(plane, square))
+        assert np.array_equal(kernel.erode(planes, width)[0].numpy(), cv2.erode(plane, square))
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("factor", [2, 4, 2.5])
+def test_kernel_resizes_are_opencvs(shape, factor):
+    import torch
+
+    from ggtqc.kernels import artifacts as kernel
+
+    rng = np.random.default_rng(7)
+    target = (round(shape[0] * factor), round(shape[1] * factor))
+    plane = (rng.random(shape) * 255).astype(np.float32)
+    for kind, flag in (("linear", cv2.INTER_LINEAR), ("cubic", cv2.INTER_CUBIC), ("lanczos4", cv2.INTER_LANCZOS4)):
+        expected = cv2.resize(plane, target[::-1], interpolation=flag)
+        got = kernel.resize(torch.from_numpy(plane).double()[None], target, kind)[0].numpy()
+        assert np.abs(got - expected).max() < 2e-3, kind
+    image = rng.integers(0, 256, (*shape, 3), np.uint8)
+    expected = cv2.resize(image, target[::-1], interpolation=cv2.INTER_LINEAR).astype(int)
+    got = kernel.linear_resize_u8(torch.from_numpy(image).permute(2, 0, 1)[None], target)[0].permute(1, 2, 0).numpy().astype(int)
+    # a level apart where OpenCV takes its scalar loop (a row's tail: a larger share of a narrow plane)
+    assert np.abs(got - expected).max() <= 1 and (got != expected).mean() < 0.05
+
+
+def test_kernel_percentiles_are_numpys():
+    import torch
+
+    from ggtqc.kernels import artifacts as kernel
+
+    rng = np.random.default_rng(3)
+    values = rng.random((3, 1001)) * 300
+    values[1, :500] = 7.0  # ties
+    mask = rng.random((3, 1001)) < 0.3
+    mask[2] = False  # a row that selects nothing
+    for q in (1, 30, 50, 60, 95, 99):
+        rows = kernel.percentile(torch.from_numpy(values), q).numpy()
+        assert rows == pytest.approx([np.percentile(v, q) for v in values], rel=1e-12)
+        masked = kernel.masked_percentile(torch.from_numpy(values), torch.from_numpy(mask), q).numpy()
+        assert masked[:2] == pytest.approx([np.percentile(v[m], q) for v, m in zip(values[:2], mask[:2])], rel=1e-12)
+        assert np.isnan(masked[2])
