@@ -85,6 +85,7 @@ TOLERANCE = {
     "artifacts.clipped": 1e-9,
     "artifacts.tonal_range": 1e-4,
     "artifacts.change": 0.03,
+    "artifacts.lq_detail": 1e-5,
 }
 
 

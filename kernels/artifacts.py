@@ -386,20 +386,27 @@ def luma_range(y: torch.Tensor) -> torch.Tensor:
     return percentile(sample, 99) - percentile(sample, 1)
 
 
-def rms_change(y_lq: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """``cpu.rms_change``: uint8 ``images`` area-resized to the LQ's size (``area_resize``), blur border reflect."""
+def rms_change(y_lq: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cpu.rms_change``: uint8 ``images`` area-resized to the LQ's size (``area_resize``), the
+    difference blurred with border reflect; its RMS, and its band above ``DETAIL_BLUR``'s."""
     down = luma(area_resize(images, (y_lq.shape[2], y_lq.shape[1])).round().to(torch.uint8))
     difference = gaussian_blur(down - y_lq, cpu.CHANGE_BLUR, REFLECT)
-    return torch.sqrt((difference * difference).mean(dim=(1, 2)))
+    return torch.sqrt((difference * difference).mean(dim=(1, 2))), band_rms(difference, cpu.DETAIL_BLUR)
 
 
-def change(lq: torch.Tensor, hq: torch.Tensor, y_lq: torch.Tensor) -> torch.Tensor:
+def band_rms(planes: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``cpu.band_rms``: RMS of each plane less its Gaussian blur of ``sigma`` (border reflect-101)."""
+    band = planes - gaussian_blur(planes, sigma)
+    return torch.sqrt((band * band).mean(dim=(1, 2)))
+
+
+def change(lq: torch.Tensor, hq: torch.Tensor, y_lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cpu.change``: both readings of :func:`rms_change` beyond a bilinear upscale's, in quadrature."""
     measured = rms_change(y_lq, hq)
     if hq.shape[2] <= lq.shape[2] and hq.shape[3] <= lq.shape[3]:
         return measured
-    upscaled = linear_resize_u8(lq, tuple(hq.shape[2:]))
-    resampling = rms_change(y_lq, upscaled)
-    return torch.sqrt((measured**2 - resampling**2).clamp(min=0))
+    resampling = rms_change(y_lq, linear_resize_u8(lq, tuple(hq.shape[2:])))
+    return tuple(torch.sqrt((m**2 - r**2).clamp(min=0)) for m, r in zip(measured, resampling))
 
 
 def least_squares(basis: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -445,8 +452,9 @@ def new_detail(y_lq: torch.Tensor, y: torch.Tensor, scale: int, inside: torch.Te
 
 
 def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
-    """The seven fields of uint8 ``[N, 3, h, w]`` LQs and ``[N, 3, H, W]`` HQs of one size, ``[N]``
-    each, plus ``rim`` and ``ringing`` (the unsure note reads them)."""
+    """The fields of uint8 ``[N, 3, h, w]`` LQs and ``[N, 3, H, W]`` HQs of one size, ``[N]``
+    each, plus ``rim``, ``ringing``, ``measured`` (the change in grey levels) and ``share``
+    (of a smooth source's detail changed), which the unsure note reads (``cpu.unsure_note``)."""
     y, y_lq = luma(hq), luma(lq)
     # Each step rounded to float32, as OpenCV stores it: a blocky target has plateaus whose
     # gradients tie exactly in float32, and the edges' local maxima must tie alike.
@@ -455,6 +463,12 @@ def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.T
     magnitude = as_float32(torch.sqrt(gx * gx + gy * gy))
     rim, ringing = rim_share(y), ringing_strength(y, gx, gy, magnitude)
     inside = unclipped(y)
+    drawn = new_detail(y_lq, y, scale, inside)
+    overall, in_detail_band = change(lq, hq, y_lq)
+    measured = torch.maximum(overall, drawn)
+    lq_detail = band_rms(y_lq, cpu.DETAIL_BLUR)
+    share = torch.maximum(in_detail_band, drawn) / lq_detail.clamp(min=cpu.MIN_DETAIL)
+    share = torch.where(lq_detail < cpu.SMOOTH_SOURCE, share, torch.zeros_like(share))
     return {
         "blockiness": blockiness(y, scale),
         "noise": flat_noise_sigma(y, magnitude),
@@ -462,7 +476,10 @@ def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.T
         "detail": detail(y),
         "clipped": clipped_share(inside) - clipped_share(unclipped(y_lq)),
         "tonal_range": luma_range(y),
-        "change": torch.maximum(change(lq, hq, y_lq), new_detail(y_lq, y, scale, inside)),
+        "lq_detail": lq_detail,
+        "change": torch.maximum(measured, share * cpu.SMOOTH_SOURCE),
         "rim": rim,
         "ringing": ringing,
+        "measured": measured,
+        "share": share,
     }
