@@ -15,7 +15,7 @@ Needs nothing from the network: pairs are made from scikit-image's bundled photo
 2. Time. Pairs of a 1024x1024 HQ and a 512 px (2x) or 1024 px (1x) LQ degraded by
    ``planted.mixed``, in batches of each ``--batches`` size: milliseconds per pair of
    ``score`` (upload of the decoded arrays included, as the runner hands over decoded
-   arrays), per filter and the three together, ``torch.cuda.synchronize()`` around each
+   arrays), per filter and all of them together, ``torch.cuda.synchronize()`` around each
    timing, the median of ``--repeats`` after one warm-up. Decoding is timed apart: Pillow
    on one CPU thread, and, on CUDA with torchvision, ``decode_jpeg`` on the device (nvJPEG)
    for a batch of the same pairs as JPEG (the runner does not decode on the device yet).
@@ -214,7 +214,7 @@ def time_scoring(batches: list[int], device: torch.device, repeats: int, lq_side
             for size in batches:
                 pairs = large_pairs(size, lq_side)
                 row = {"lq_side": lq_side, "batch": size}
-                for label, chosen in [(f.name, [f]) for f in filters] + [("all three", filters)]:
+                for label, chosen in [(f.name, [f]) for f in filters] + [("together", filters)]:
                     times = []
                     for attempt in range(repeats + 1):  # the first warms up (kernels, tables, allocator)
                         batch = Batch(pairs.ids, pairs.lq, pairs.hq, device)  # a fresh cache: uploads counted
