@@ -5,6 +5,7 @@ message without Ray installed."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -272,3 +273,18 @@ def test_without_ray_the_engine_stops_with_what_to_install(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # in this process too: 'import ray' raises ImportError
     with pytest.raises(EngineError, match="pip install 'ggtqc\\[ray\\]'"):
         ggtqc.filter_pairs(EXAMPLES, tmp_path / "qc2", "resolution", engine="ray")
+
+
+def test_an_address_where_no_cluster_listens_stops_at_once_with_what_to_do(tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = run_cli("filter", str(EXAMPLES), "--plugins", "resolution", "--engine", "ray",
+                     "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path / "qc"))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(f"ggtqc: no Ray cluster at 127.0.0.1:{port}: nothing answers there")
+    assert "ray start --head" in result.stderr
+    assert time.monotonic() - started < 60  # Ray alone retries for minutes
+    assert not (tmp_path / "qc" / "results.jsonl").exists()

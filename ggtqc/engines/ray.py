@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ DEATHS_BEFORE_BLAME = 2
 may be a kill or an out-of-memory event elsewhere; two in a row point at the pair."""
 LOCAL_OBJECT_STORE = 512 * 2**20
 """Object store of a local Ray: only shard descriptions and small result rows pass through it."""
+PROBE_SECONDS = 5.0  # to reach a cluster's address before Ray is asked to join it
 
 
 @dataclass
@@ -101,12 +103,30 @@ def connect(address: str | None):
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
     if address is None:
         options["object_store_memory"] = LOCAL_OBJECT_STORE
+    else:
+        check_reachable(address)
     try:
         ray.init(address=address, **options)
     except ConnectionError as e:
         raise EngineError(f"no Ray cluster at {address}: {e}") from None
     _quiet()
     return ray
+
+
+def check_reachable(address: str) -> None:
+    """Fail at once where nothing listens at ``address`` (``host:port``, or ``ray://host:port``
+    for Ray Client): Ray itself retries such an address for minutes before it gives up.
+    ``auto`` and ``local`` name no port and are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        raise EngineError(
+            f"no Ray cluster at {address}: nothing answers there ({e.strerror or e}); start one there with "
+            "'ray start --head', or leave out --ray-address and RAY_ADDRESS for a local Ray"
+        ) from None
 
 
 def _quiet() -> None:
