@@ -59,6 +59,19 @@ class TorchPath:
     def on_torch(self) -> bool:
         return use_torch(self.device)
 
+    def score_on_cpu(self, i: int, batch: Batch, columns: dict[str, list[float]], unsure: list[str | None] | None = None) -> None:
+        """Pair ``i`` of ``batch`` by the CPU path (``score_pair``), into the torch path's
+        ``columns`` and, where the filter is unsure, ``unsure``: for the pairs that path leaves out."""
+        from ggtqc.filters import PairScores
+
+        result = self.score_pair(batch.lq[i], batch.hq[i])
+        if isinstance(result, PairScores):
+            result, note = result.values, result.unsure
+            if unsure is not None:
+                unsure[i] = note
+        for name, value in result.items():
+            columns[name][i] = value
+
 
 _ON_DEVICE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 KEPT_ON_DEVICE = 1024  # constants kept, the least recently used dropped: a dataset of many sizes needs many

@@ -175,7 +175,7 @@ class Artifacts(TorchPath, PairFilter):
                 continue  # not measured, as score_pair
             if hq.shape[0] < lq.shape[0] or hq.shape[1] < lq.shape[1]:  # an HQ smaller than its LQ: rare, left to the CPU path
                 for i in members:
-                    self._score_one(i, batch, columns, unsure)
+                    self.score_on_cpu(i, batch, columns, unsure)
                 continue
             scale = integer_scale(lq, hq)
             chunk = max(1, kernel.CHUNK_PIXELS // (hq.shape[0] * hq.shape[1]))
@@ -191,13 +191,6 @@ class Artifacts(TorchPath, PairFilter):
                     scores = {name: columns[name][i] for name in names}
                     unsure[i] = unsure_note(rim, ringing, scores["halo"], measured, scores["change"], scores["lq_detail"], share)
         return Scores(columns, unsure=unsure) if any(unsure) else columns
-
-    def _score_one(self, i, batch, columns, unsure) -> None:
-        result = self.score_pair(batch.lq[i], batch.hq[i])
-        if isinstance(result, PairScores):
-            result, unsure[i] = result.values, result.unsure
-        for name, value in result.items():
-            columns[name][i] = value
 
 
 def unsure_note(rim: float, ringing: float, halo_score: float, measured: float, change_score: float, lq_detail: float, share: float) -> str | None:

@@ -151,7 +151,7 @@ class Color(TorchPath, PairFilter):
                 continue  # not measured, as compare()
             if hq.shape[1] < size[0] or hq.shape[0] < size[1]:  # an HQ smaller than the view: rare, left to the CPU path
                 for i in members:
-                    self._score_one(i, batch, columns, unsure)
+                    self.score_on_cpu(i, batch, columns, unsure)
                 continue
             out = kernel.compare(*uploaded(batch, members, self.device), size, floor)
             table = torch.stack([out[name] for name in (*names, "measured_hue", "measured_cast", "veil_lifted")], dim=1).cpu().tolist()
@@ -162,13 +162,6 @@ class Color(TorchPath, PairFilter):
                 if flag:
                     unsure[i] = cast_removed_note(row[names.index("cast_removed")], row[-3], row[-2], row[-1])
         return Scores(columns, unsure=unsure) if any(unsure) else columns
-
-    def _score_one(self, i, batch, columns, unsure) -> None:
-        result = self.score_pair(batch.lq[i], batch.hq[i])
-        if isinstance(result, PairScores):
-            result, unsure[i] = result.values, result.unsure
-        for name, value in result.items():
-            columns[name][i] = value
 
 
 def exposure_matched(lq: np.ndarray, y_lq: np.ndarray, y_hq: np.ndarray) -> np.ndarray:

@@ -96,8 +96,7 @@ class Geometry(TorchPath, PairFilter):
                 # A view under 16 px is not measured; an HQ smaller than the view (area
                 # resizing only shrinks) is rare: both left to the CPU path.
                 for i in members:
-                    for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
-                        columns[name][i] = value
+                    self.score_on_cpu(i, batch, columns)
                 continue
             measured, fields, defer = kernel.estimate(*uploaded(batch, members, self.device), size, lq.shape[1])
             kept = [i for i, ok in zip(members, measured.cpu().tolist()) if ok]
@@ -108,8 +107,7 @@ class Geometry(TorchPath, PairFilter):
             # A decision so close that float rounding could turn it: the CPU path decides.
             for i, close in zip(members, defer.cpu().tolist()):
                 if close:
-                    for name, value in self.score_pair(batch.lq[i], batch.hq[i]).items():
-                        columns[name][i] = value
+                    self.score_on_cpu(i, batch, columns)
         return columns
 
 

@@ -158,7 +158,8 @@ class FakeCluster:
     [
         ({"CPU": 8}, "resolution,ssim", "auto", ("cpu", "TaskPoolStrategy", None, None)),
         ({"CPU": 8}, "resolution,clip", "auto", ("cpu", "ActorPoolStrategy", 4, None)),  # models load once per actor
-        ({"CPU": 8, "GPU": 2}, "resolution,geometry", "auto", ("cpu", "TaskPoolStrategy", None, None)),  # no filter uses a GPU
+        ({"CPU": 8, "GPU": 2}, "resolution", "auto", ("cpu", "TaskPoolStrategy", None, None)),  # no filter uses a GPU
+        ({"CPU": 8, "GPU": 2}, "resolution,geometry", "auto", ("cuda", "ActorPoolStrategy", 4, 0.5)),  # geometry's torch path
         ({"CPU": 8, "GPU": 2}, "resolution,ssim,iqa", "auto", ("cuda", "ActorPoolStrategy", 4, 0.5)),
         ({"CPU": 8, "GPU": 2}, "resolution,ssim", "cpu", ("cpu", "TaskPoolStrategy", None, None)),
     ],
