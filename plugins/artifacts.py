@@ -90,6 +90,7 @@ import numpy as np
 import torch
 
 from ggtqc import Field, PairFilter, PairScores, Scores, hookimpl
+from ggtqc.decide import default_margin
 from ggtqc.kernels.planes import TorchPath, size_groups, uploaded
 from ggtqc.planes import MIN_SIDE, luma, noise_sigma, percentile
 
@@ -109,7 +110,7 @@ GRID_TRIM = 0.2  # share of periods, largest steps first, that a grid phase's me
 GRID_FLOOR = 2.0  # grey levels: a grid step must exceed this much, about 1.5% of mid grey, to be seen over flat content
 FIT_STEP = 3  # new_detail fits its nine coefficients on every third pixel of each axis
 CHANGE_LIMIT = 3.0  # ``change``'s default threshold, grey levels
-CHANGE_MARGIN = CHANGE_LIMIT * 0.05  # its default review margin (ggtqc.decide.DEFAULT_MARGIN)
+CHANGE_MARGIN = default_margin(CHANGE_LIMIT, None)  # its default review margin
 SMOOTH_SOURCE = 7.5  # grey levels of LQ detail under which ``change`` is also read as a share of it (module doc)
 DETAIL_BLUR = 2.0  # LQ px: ``lq_detail`` is the LQ's luma less this blur
 MIN_DETAIL = 1.0  # grey levels: the least detail a share is read against, ~3.5x the RMS of 8-bit rounding
