@@ -453,8 +453,9 @@ def new_detail(y_lq: torch.Tensor, y: torch.Tensor, scale: int, inside: torch.Te
 
 def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
     """The fields of uint8 ``[N, 3, h, w]`` LQs and ``[N, 3, H, W]`` HQs of one size, ``[N]``
-    each, plus ``rim``, ``ringing``, ``measured`` (the change in grey levels) and ``share``
-    (of a smooth source's detail changed), which the unsure note reads (``cpu.unsure_note``)."""
+    each, but ``change``: its parts ``overall``, ``in_detail_band`` and ``drawn``, which the
+    plugin reads as the CPU path does (``cpu.change_reading``); and ``rim`` and ``ringing``
+    for the unsure note (``cpu.unsure_note``)."""
     y, y_lq = luma(hq), luma(lq)
     # Each step rounded to float32, as OpenCV stores it: a blocky target has plateaus whose
     # gradients tie exactly in float32, and the edges' local maxima must tie alike.
@@ -463,12 +464,7 @@ def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.T
     magnitude = as_float32(torch.sqrt(gx * gx + gy * gy))
     rim, ringing = rim_share(y), ringing_strength(y, gx, gy, magnitude)
     inside = unclipped(y)
-    drawn = new_detail(y_lq, y, scale, inside)
     overall, in_detail_band = change(lq, hq, y_lq)
-    measured = torch.maximum(overall, drawn)
-    lq_detail = band_rms(y_lq, cpu.DETAIL_BLUR)
-    share = torch.maximum(in_detail_band, drawn) / lq_detail.clamp(min=cpu.MIN_DETAIL)
-    share = torch.where(lq_detail < cpu.SMOOTH_SOURCE, share, torch.zeros_like(share))
     return {
         "blockiness": blockiness(y, scale),
         "noise": flat_noise_sigma(y, magnitude),
@@ -476,10 +472,10 @@ def measure(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> dict[str, torch.T
         "detail": detail(y),
         "clipped": clipped_share(inside) - clipped_share(unclipped(y_lq)),
         "tonal_range": luma_range(y),
-        "lq_detail": lq_detail,
-        "change": torch.maximum(measured, share * cpu.SMOOTH_SOURCE),
+        "lq_detail": band_rms(y_lq, cpu.DETAIL_BLUR),
+        "overall": overall,
+        "in_detail_band": in_detail_band,
+        "drawn": new_detail(y_lq, y, scale, inside),
         "rim": rim,
         "ringing": ringing,
-        "measured": measured,
-        "share": share,
     }

@@ -153,12 +153,8 @@ class Artifacts(TorchPath, PairFilter):
             "clipped": clipped_share(inside) - clipped_share(unclipped(y_lq)),
             "tonal_range": luma_range(y),
         }
-        drawn = new_detail(y_lq, y, scale, inside)
-        overall, in_detail_band = change(lq, hq, y_lq)
-        measured = max(overall, drawn)
         scores["lq_detail"] = lq_detail = band_rms(y_lq, DETAIL_BLUR)
-        share = max(in_detail_band, drawn) / max(lq_detail, MIN_DETAIL) if lq_detail < SMOOTH_SOURCE else 0.0
-        scores["change"] = max(measured, share * SMOOTH_SOURCE)
+        measured, share, scores["change"] = change_reading(*change(lq, hq, y_lq), new_detail(y_lq, y, scale, inside), lq_detail)
         note = unsure_note(rim, ringing, scores["halo"], measured, scores["change"], lq_detail, share)
         return PairScores(scores, note) if note else scores
 
@@ -183,15 +179,26 @@ class Artifacts(TorchPath, PairFilter):
             for start in range(0, len(members), chunk):
                 part = members[start : start + chunk]
                 out = kernel.measure(*uploaded(batch, part, self.device), scale)
-                extra = ("rim", "ringing", "measured", "share")
-                table = torch.stack([out[name] for name in (*names, *extra)], dim=1).cpu().tolist()
+                direct = [name for name in names if name != "change"]  # change is read from its parts below
+                extra = ("rim", "ringing", "overall", "in_detail_band", "drawn")
+                table = torch.stack([out[name] for name in (*direct, *extra)], dim=1).cpu().tolist()
                 for i, row in zip(part, table):
-                    for name, value in zip(names, row):
+                    scores = dict(zip(direct, row))
+                    rim, ringing, *parts = row[len(direct) :]
+                    grey_levels, share, scores["change"] = change_reading(*parts, scores["lq_detail"])
+                    for name, value in scores.items():
                         columns[name][i] = value
-                    rim, ringing, measured, share = row[len(names) :]
-                    scores = {name: columns[name][i] for name in names}
-                    unsure[i] = unsure_note(rim, ringing, scores["halo"], measured, scores["change"], scores["lq_detail"], share)
+                    unsure[i] = unsure_note(rim, ringing, scores["halo"], grey_levels, scores["change"], scores["lq_detail"], share)
         return Scores(columns, unsure=unsure) if any(unsure) else columns
+
+
+def change_reading(overall: float, in_detail_band: float, drawn: float, lq_detail: float) -> tuple[float, float, float]:
+    """``change`` from its parts (module doc): the change in grey levels (the larger of
+    :func:`change`'s ``overall`` and :func:`new_detail`'s ``drawn``), the share of a smooth
+    source's detail changed (0 for a detailed one), and the score, the larger reading."""
+    measured = max(overall, drawn)
+    share = max(in_detail_band, drawn) / max(lq_detail, MIN_DETAIL) if lq_detail < SMOOTH_SOURCE else 0.0
+    return measured, share, max(measured, share * SMOOTH_SOURCE)
 
 
 def unsure_note(rim: float, ringing: float, halo_score: float, measured: float, change_score: float, lq_detail: float, share: float) -> str | None:
